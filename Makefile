@@ -1,0 +1,29 @@
+# initstudy: `make train report` runs the default study and writes its report; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+STUDY  ?= default
+RUNS   ?= runs
+
+.PHONY: install train report test clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/initstudy train --study $(STUDY) --runs-dir $(RUNS)
+
+report: $(STAMP)
+	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,148 @@
+"""The `initstudy` command: the only module that reads argv, prints, or exits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .errors import InitStudyError
+
+EXIT_USAGE = 2
+
+
+def _study_args(p: argparse.ArgumentParser, with_set: bool = True) -> None:
+    p.add_argument("--study", default="default", help="preset name or path to a study YAML (default: default)")
+    p.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
+    if with_set:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a study key, value as YAML (e.g. --set epochs=3 --set seeds=[0,1])")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="initstudy",
+                                     description="Train CNNs under many weight initializers and test the differences.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("train", help="train every unfinished run of a study",
+                       description="Train every unfinished run of a study; finished runs are skipped.")
+    _study_args(p)
+    p = sub.add_parser("report", help="analyse a study's runs and write report.html and results.json",
+                       description="Analyse the finished runs of a study and write DIR/<study>/report/report.html "
+                                   "and results.json.")
+    _study_args(p)
+    p = sub.add_parser("list", help="list the registered datasets, models, activations, initializers and presets")
+    p.add_argument("--json", action="store_true", help="print the registries as JSON")
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from .config import describe_keys, presets
+    from .data import DATASETS
+    from .initializers import INITIALIZERS
+    from .models import ACTIVATIONS, MODELS
+
+    registry = {
+        "datasets": list(DATASETS),
+        "models": {m.name: {"params": m.params, "description": m.description} for m in MODELS.values()},
+        "activations": {a.name: {"gain": a.gain} for a in ACTIVATIONS.values()},
+        "initializers": {i.name: {"options": i.options, "gain": i.gain, "formula": i.formula, "source": i.source}
+                         for i in INITIALIZERS.values()},
+        "studies": presets(),
+        "study_keys": describe_keys(),
+    }
+    if args.json:
+        print(json.dumps(registry, indent=1))
+        return 0
+    print("datasets:     " + ", ".join(registry["datasets"]))
+    print("models:")
+    for name, m in registry["models"].items():
+        params = ", ".join(f"{k}={v}" for k, v in m["params"].items())
+        print(f"  {name:<16}{m['description']}" + (f" [{params}]" if params else ""))
+    print("activations:  " + ", ".join(f"{k} (gain {v['gain']:.4g})" for k, v in registry["activations"].items()))
+    print("initializers:")
+    for name, i in registry["initializers"].items():
+        opts = ", ".join(f"{k}={v}" for k, v in i["options"].items())
+        print(f"  {name:<16}{i['formula']}" + (f" [{opts}]" if opts else ""))
+    print("studies:      " + ", ".join(registry["studies"]))
+    print("study keys:   " + ", ".join(registry["study_keys"]))
+    return 0
+
+
+def _fmt_s(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .config import load_study
+    from .sweep import plan, run_sweep
+
+    study = load_study(args.study, args.overrides)
+    if study.accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InitStudyError(f"accelerator {study.accelerator!r} asked for but no CUDA GPU is visible; "
+                                 "use --set accelerator=auto (or cpu)")
+    todo, finished = plan(study, args.runs_dir)
+    total = len(todo) + finished
+    if not todo:
+        print(f"study {study.name}: all {total} runs already finished in {args.runs_dir}/{study.name}; "
+              f"nothing to train (initstudy report --study {args.study})")
+        return 0
+    print(f"study {study.name}: {len(todo)} of {total} runs to train ({finished} already finished) "
+          f"-> {args.runs_dir}/{study.name}")
+    counts = {"done": 0, "diverged": 0, "failed": 0}
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, file=sys.stderr)
+    try:
+        for ev in run_sweep(study, args.runs_dir, todo):
+            if ev.kind == "start":
+                bar.set_postfix_str(f"{ev.spec.init.label} seed {ev.spec.seed} {ev.spec.model}/{ev.spec.activation}")
+                continue
+            counts[ev.kind] += 1
+            if ev.kind == "failed":
+                bar.write(f"run {ev.spec.run_id} ({ev.spec.init.label}, seed {ev.spec.seed}) failed: {ev.error}")
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: {sum(counts.values())} runs finished this time and are kept; the run in progress "
+              "is left unfinished. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"trained {len(todo)} runs in {_fmt_s(time.perf_counter() - start)}: {counts['done']} done, "
+          f"{counts['diverged']} diverged, {counts['failed']} failed"
+          + (" (see run.json of the failed runs; run train again to retry them)" if counts["failed"] else ""))
+    return 1 if counts["failed"] else 0
+
+
+def _cmd_report(args) -> int:
+    from .config import load_study
+    from .report import write_report
+
+    study = load_study(args.study, args.overrides)
+    start = time.perf_counter()
+    html, results_path, results = write_report(study, args.runs_dir)
+    n_cells = len(results.cells)
+    print(f"wrote {html} and {results_path} ({n_cells} cell{'s' if n_cells != 1 else ''}, "
+          f"{_fmt_s(time.perf_counter() - start)})")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "report": _cmd_report, "list": _cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InitStudyError as exc:
+        print(f"initstudy {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Study files: YAML grids checked against every registry at load time, expanded into run specs.
+
+A study is a grid of models x activations x initializers x seeds with fixed
+training settings. `load_study` reads a shipped preset by name or a YAML path,
+applies `--set key=value` overrides, and raises `StudyError` with a one-line
+message naming the problem and the fix. `expand` turns a study into `RunSpec`s;
+a run's id is a hash of its resolved training config, so a re-run finds the
+finished runs by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .data import DATASETS
+from .errors import StudyError
+from .initializers import INITIALIZERS, InitSpec, make_spec
+from .models import ACTIVATIONS, MODELS
+
+PRESETS_DIR = Path(__file__).parent / "studies"
+OPTIMIZERS = ("sgd", "adam")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str  # folder name under the runs dir
+    description: str
+    dataset: str  # key of data.DATASETS
+    data_dir: str | None  # where torchvision datasets live; unused by mnist5k and digits
+    split_seed: int  # seeds the train/validation split, independent of run seeds
+    models: tuple[str, ...]  # keys of models.MODELS
+    depth: int  # conv layers of the `plain` model
+    width: int  # channels of the `plain` model
+    activations: tuple[str, ...]  # keys of models.ACTIVATIONS
+    initializers: tuple[InitSpec, ...]
+    seeds: tuple[int, ...]  # run seeds; seed k gives every initializer the same data order
+    epochs: int  # training epochs per run (the time-to-threshold budget)
+    batch_size: int  # images per step
+    optimizer: str  # "sgd" (with momentum) or "adam"
+    lr: float  # learning rate, constant
+    momentum: float  # SGD momentum; ignored by adam
+    weight_decay: float  # L2 penalty coefficient
+    threshold: float  # validation accuracy (fraction) that defines epochs-to-threshold
+    alpha: float  # significance level for verdicts
+    accelerator: str  # Lightning accelerator: auto, cpu, gpu
+    source: str  # where the study was read from (preset name or path)
+
+
+# field -> (default, kind, help). kind checks and converts a raw YAML value.
+_DEFAULTS: dict[str, tuple[object, str, str]] = {
+    "name": (None, "name", "study name, used as the folder under the runs dir"),
+    "description": ("", "str", "one paragraph for the report"),
+    "dataset": ("mnist5k", "dataset", "dataset name"),
+    "data_dir": (None, "optstr", "directory holding torchvision datasets"),
+    "split_seed": (0, "int>=0", "seed of the train/validation split"),
+    "models": (["plain"], "models", "list of model names"),
+    "depth": (6, "int>0", "conv layers of the plain model"),
+    "width": (16, "int>0", "channels of the plain model"),
+    "activations": (["relu"], "activations", "list of activation names"),
+    "initializers": (None, "initializers", "list of initializer names or {name: ..., option: value}"),
+    "seeds": (5, "seeds", "number of seeds (0..n-1) or a list of seeds"),
+    "epochs": (10, "int>0", "training epochs per run"),
+    "batch_size": (64, "int>0", "images per step"),
+    "optimizer": ("sgd", "optimizer", "sgd or adam"),
+    "lr": (0.01, "float>0", "learning rate"),
+    "momentum": (0.9, "float>=0", "SGD momentum"),
+    "weight_decay": (0.0, "float>=0", "L2 penalty"),
+    "threshold": (0.9, "fraction", "validation accuracy that counts as reached"),
+    "alpha": (0.05, "fraction", "significance level"),
+    "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
+}
+
+
+def _choices(kind: str, value, registry, what: str):
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise StudyError(f"{what} is empty; list at least one of: {', '.join(registry)}")
+    for item in items:
+        if item not in registry:
+            raise StudyError(f"unknown {kind} {item!r}; choose one of: {', '.join(registry)}")
+    if len(set(items)) != len(items):
+        raise StudyError(f"{what} lists a name twice; list each once")
+    return tuple(items)
+
+
+def _number(key: str, value, integer: bool, low: float, strict: bool, high: float | None = None):
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+        raise StudyError(f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if (value <= low if strict else value < low) or (high is not None and value > high):
+        bound = f"{'>' if strict else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise StudyError(f"{key} must be {bound}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _initializers(value) -> tuple[InitSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise StudyError("initializers must be a non-empty list of names or {name: ..., option: value} maps")
+    specs = []
+    for entry in value:
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise StudyError(f"initializer entry {entry!r} needs a name, e.g. {{name: normal, std: 0.01}}")
+        entry = dict(entry)
+        name, gain, label = entry.pop("name"), entry.pop("gain", None), entry.pop("label", None)
+        try:
+            specs.append(make_spec(name, entry, gain, label))
+        except ValueError as exc:
+            raise StudyError(str(exc)) from None
+    labels = [s.label for s in specs]
+    dup = next((x for x in labels if labels.count(x) > 1), None)
+    if dup:
+        raise StudyError(f"initializer {dup!r} is listed twice; give one a different option or a label")
+    return tuple(specs)
+
+
+def _seeds(value) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise StudyError(f"seeds must be >= 1 (a count) or a list, got {value}")
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                  for s in value):
+        if len(set(value)) != len(value):
+            raise StudyError("seeds lists a seed twice; list each once")
+        return tuple(value)
+    raise StudyError(f"seeds must be a count (e.g. 5) or a list of non-negative integers, got {value!r}")
+
+
+def _convert(key: str, kind: str, value):
+    if kind == "name":
+        if not isinstance(value, str) or not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise StudyError(f"name must be letters, digits, '-', '_' or '.', got {value!r}")
+        return value
+    if kind == "str":
+        return str(value)
+    if kind == "optstr":
+        return None if value in (None, "") else str(value)
+    if kind == "dataset":
+        return _choices("dataset", str(value), DATASETS, key)[0]
+    if kind == "models":
+        return _choices("model", value, MODELS, key)
+    if kind == "activations":
+        return _choices("activation", value, ACTIVATIONS, key)
+    if kind == "optimizer":
+        return _choices("optimizer", value, OPTIMIZERS, key)[0]
+    if kind == "accelerator":
+        return _choices("accelerator", value, ACCELERATORS, key)[0]
+    if kind == "initializers":
+        return _initializers(value)
+    if kind == "seeds":
+        return _seeds(value)
+    if kind == "int>0":
+        return _number(key, value, True, 0, True)
+    if kind == "int>=0":
+        return _number(key, value, True, 0, False)
+    if kind == "float>0":
+        return _number(key, value, False, 0, True)
+    if kind == "float>=0":
+        return _number(key, value, False, 0, False)
+    if kind == "fraction":
+        return _number(key, value, False, 0, True, 1.0)
+    raise AssertionError(kind)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _read_yaml(study: str) -> tuple[dict, str, str]:
+    """(raw mapping, default name, source) for a preset name or a YAML path."""
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise StudyError(f"study file {study} not found; give an existing path or a preset "
+                             f"({', '.join(presets())})")
+        source, default_name = str(path), path.stem
+    else:
+        path = PRESETS_DIR / f"{study}.yaml"
+        if not path.is_file():
+            raise StudyError(f"unknown study {study!r}; choose a preset ({', '.join(presets())}) "
+                             f"or give a path to a .yaml file")
+        source, default_name = study, study
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise StudyError(f"study file {source} is not valid YAML{where}: {problem}; fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"study file {source} is unreadable ({exc}); check the path") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise StudyError(f"study file {source} must be a mapping of keys like 'initializers:' and 'seeds:'")
+    return raw, default_name, source
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`key=value` with the value parsed as YAML (so `seeds=[0,1]` is a list)."""
+    if "=" not in text:
+        raise StudyError(f"--set {text!r} must look like key=value, e.g. --set epochs=3")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if key not in _DEFAULTS:
+        raise StudyError(f"--set: unknown key {key!r}; valid keys: {', '.join(_DEFAULTS)}")
+    try:
+        return key, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise StudyError(f"--set {key}: value {value!r} is not valid YAML; quote it or fix the brackets") from None
+
+
+def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> Study:
+    """Read, override and check a study; every name is checked here, not inside a run."""
+    raw, default_name, source = _read_yaml(study)
+    unknown = sorted(set(raw) - set(_DEFAULTS))
+    if unknown:
+        raise StudyError(f"study {source}: unknown key {unknown[0]!r}; valid keys: {', '.join(_DEFAULTS)}")
+    for text in overrides:
+        key, value = parse_override(text)
+        raw[key] = value
+    values = {}
+    for key, (default, kind, _help) in _DEFAULTS.items():
+        value = raw.get(key, default)
+        if value is None and key == "name":
+            value = default_name
+        if value is None and key == "initializers":
+            raise StudyError(f"study {source}: 'initializers' is required; e.g. initializers: [xavier_normal, "
+                             "kaiming_normal]")
+        try:
+            values[key] = _convert(key, kind, value)
+        except StudyError as exc:
+            raise StudyError(f"study {source}: {exc}") from None
+    return Study(**values, source=source)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run's numbers on CPU; its hash is the run id."""
+
+    dataset: str
+    split_seed: int
+    model: str
+    model_params: tuple[tuple[str, int], ...]  # e.g. (("depth", 6), ("width", 16)) for plain
+    activation: str
+    init: InitSpec
+    seed: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["model_params"] = dict(self.model_params)
+        d["init"] = self.init.to_dict()
+        return d
+
+    @property
+    def run_id(self) -> str:
+        d = self.to_dict()
+        d["init"] = {k: v for k, v in d["init"].items() if k != "label"}  # a label is cosmetic
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def cell(self) -> tuple[tuple[str, object], ...]:
+        """The factors other than initializer and seed: runs in one cell are compared."""
+        return (("dataset", self.dataset), ("model", self.model), *self.model_params,
+                ("activation", self.activation))
+
+
+def expand(study: Study) -> list[RunSpec]:
+    """All runs of the grid, ordered seed-major so a partial sweep has whole seeds (paired blocks)."""
+    specs = []
+    for seed in study.seeds:
+        for model in study.models:
+            params = {"depth": study.depth, "width": study.width}
+            model_params = tuple((k, params[k]) for k in MODELS[model].params)
+            for activation in study.activations:
+                for init in study.initializers:
+                    specs.append(RunSpec(study.dataset, study.split_seed, model, model_params, activation,
+                                         init, seed, study.epochs, study.batch_size, study.optimizer,
+                                         study.lr, study.momentum, study.weight_decay))
+    return specs
+
+
+def describe_keys() -> dict[str, str]:
+    """Study keys with their help text, for `initstudy list`."""
+    return {k: h for k, (_d, _k, h) in _DEFAULTS.items()}
+
+
+__all__ = ["Study", "RunSpec", "load_study", "expand", "presets", "parse_override", "describe_keys",
+           "INITIALIZERS"]

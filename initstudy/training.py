@@ -1,0 +1,187 @@
+"""One run: build the model, initialise it from outside, train it with Lightning, return its history.
+
+Seed k of a study derives two independent generators: one drives the
+initializer, the other the data order. Every initializer run with seed k
+therefore sees the same minibatches in the same order (a paired design), and
+the same spec gives the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from .config import RunSpec
+from .data import Dataset, TensorBatches, load_dataset
+from .initializers import apply_init
+from .models import build_model
+
+EVAL_BATCH = 1000  # images per evaluation batch; evaluation has no gradient, so larger is just faster
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed per (run seed, stream): 'init', 'data' or 'torch'."""
+    digest = hashlib.sha256(f"initstudy:{stream}:{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+@dataclass
+class RunResult:
+    status: str  # "done" or "diverged"
+    history: list[dict]  # per epoch: epoch (0 = before training), train_loss, val_loss, val_acc
+    diverged_epoch: int | None  # epoch during which the loss became non-finite
+    seconds: float  # wall time of the whole run
+    device: str
+    extra: dict = field(default_factory=dict)
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int):
+        super().__init__(f"non-finite loss in epoch {epoch}")
+        self.epoch = epoch
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Serves a `Dataset` from tensors moved once to the training device; batching is by index."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, data_seed: int):
+        super().__init__()
+        self.dataset, self.batch_size = dataset, batch_size
+        self.order = torch.Generator().manual_seed(data_seed)
+
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        d = self.dataset
+        self.x_train, self.y_train = d.x_train.to(device), d.y_train.to(device)
+        self.x_val, self.y_val = d.x_val.to(device), d.y_val.to(device)
+
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x_train, self.y_train, self.batch_size, self.order)
+
+    def val_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x_val, self.y_val, EVAL_BATCH)
+
+    def train_eval_batches(self) -> TensorBatches:
+        """The training split in fixed order, for the epoch-0 training loss."""
+        return TensorBatches(self.x_train, self.y_train, EVAL_BATCH)
+
+
+class InitStudyModule(pl.LightningModule):
+    """Cross-entropy classification with per-epoch history kept on the module (no logger needed)."""
+
+    def __init__(self, net: torch.nn.Module, spec: RunSpec):
+        super().__init__()
+        self.net, self.spec = net, spec
+        self.history: list[dict] = []
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        # Sums stay on the device; one sync per epoch instead of one per step.
+        n = torch.tensor(float(len(y)), device=loss.device)
+        for key, value in ((f"{stage}_loss", loss.detach() * n), (f"{stage}_correct", (logits.argmax(1) == y).sum()),
+                           (f"{stage}_n", n)):
+            self._sums[key] = self._sums.get(key, 0) + value
+        return loss
+
+    def _epoch_means(self, stage: str) -> dict:
+        n = float(self._sums.pop(f"{stage}_n"))
+        out = {f"{stage}_loss": float(self._sums.pop(f"{stage}_loss")) / n}
+        correct = self._sums.pop(f"{stage}_correct")
+        if stage == "val":
+            out["val_acc"] = float(correct) / n
+        return out
+
+    @torch.no_grad()
+    def _evaluate(self, batches, stage: str) -> dict:
+        was_training = self.net.training
+        self.net.eval()
+        for batch in batches:
+            self._common_step(batch, stage)
+        self.net.train(was_training)
+        return self._epoch_means(stage)
+
+    def on_train_start(self) -> None:
+        dm = self.trainer.datamodule
+        row = {"epoch": 0, **self._evaluate(dm.train_eval_batches(), "train"),
+               **self._evaluate(dm.val_dataloader(), "val")}
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+            raise _Diverged(0)
+        self.history.append(row)
+
+    def training_step(self, batch, batch_idx):
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._common_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._val = self._epoch_means("val")
+
+    def on_train_epoch_end(self) -> None:
+        epoch = self.current_epoch + 1
+        row = {"epoch": epoch, **self._epoch_means("train"), **self._val}
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
+            raise _Diverged(epoch)
+        self.history.append(row)
+
+    def configure_optimizers(self):
+        s = self.spec
+        if s.optimizer == "adam":
+            return torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.SGD(self.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners and hints would break the sweep's single progress bar."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    warnings.filterwarnings("ignore", module="lightning_fabric")
+
+
+def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
+    """The model of `spec`, initialised by its initializer from the run's init generator."""
+    net = build_model(spec.model, dataset.in_channels, dataset.image_size, dataset.num_classes,
+                      spec.activation, **dict(spec.model_params))
+    apply_init(net, spec.init, spec.activation, torch.Generator().manual_seed(derive_seed(spec.seed, "init")))
+    return net
+
+
+def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "auto") -> RunResult:
+    """Train one run to its epoch budget, or until its loss becomes non-finite ("diverged")."""
+    quiet_lightning()
+    start = time.perf_counter()
+    dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
+    torch.manual_seed(derive_seed(spec.seed, "torch"))
+    net = build_run(spec, dataset)
+    module = InitStudyModule(net, spec)
+    dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
+    trainer = pl.Trainer(accelerator="cuda" if accelerator == "gpu" else accelerator, devices=1,
+                         max_epochs=spec.epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    status, diverged_epoch = "done", None
+    try:
+        trainer.fit(module, datamodule=dm)
+    except _Diverged as exc:
+        status, diverged_epoch = "diverged", exc.epoch
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) with SIGINT ignored; give the sweep its KeyboardInterrupt back.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
+    device = str(trainer.strategy.root_device)
+    return RunResult(status, module.history, diverged_epoch, time.perf_counter() - start, device)
