@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.multitest import multipletests
 
 SCHEMA = "initstudy.results/1"
@@ -199,13 +199,38 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
 
 
 def logrank(time, event, group, strata=None) -> TestResult:
-    """Log-rank test across groups (stratified when `strata` is given); df = groups - 1."""
-    k = len(np.unique(group))
+    """Log-rank test across groups, stratified when `strata` is given.
+
+    Observed-minus-expected events and their covariance are summed over strata;
+    chi2 = (O - E)' V^+ (O - E) with a generalized inverse and df = rank(V), as R's
+    survdiff does, so strata where events tie exactly carry no information rather
+    than breaking the test.
+    """
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    labels = np.unique(group)
+    k = len(labels)
     if event.sum() == 0:
         return TestResult("logrank", None, k - 1, None, "no run reached the threshold")
-    stat, p = survdiff(np.asarray(time, float), np.asarray(event, int), np.asarray(group),
-                       strata=None if strata is None else np.asarray(strata))
-    return TestResult("logrank", float(stat), k - 1, float(p), "stratified by seed" if strata is not None else "")
+    gi = np.searchsorted(labels, group)
+    strata = np.zeros(len(time), int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
+    o_minus_e, var = np.zeros(k), np.zeros((k, k))
+    for s in np.unique(strata):
+        m = strata == s
+        t, e, g = time[m], event[m], gi[m]
+        for u in np.unique(t[e == 1]):
+            at_risk = np.bincount(g[t >= u], minlength=k).astype(float)
+            died = np.bincount(g[(t == u) & (e == 1)], minlength=k).astype(float)
+            n, d = at_risk.sum(), died.sum()
+            o_minus_e += died - d * at_risk / n
+            if n > 1:
+                p = at_risk / n
+                var += d * (n - d) / (n - 1) * (np.diag(p) - np.outer(p, p))
+    df = int(np.linalg.matrix_rank(var, tol=1e-10))
+    note = "stratified by seed" if len(np.unique(strata)) > 1 else ""
+    if df == 0:
+        return TestResult("logrank", 0.0, 0, None, (note + "; " if note else "") + "no information: events tie")
+    stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
+    return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
 
 
 # ---------------------------------------------------------------- final accuracy

@@ -78,6 +78,7 @@ def _cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .config import load_study
+    from .data import load_dataset
     from .sweep import plan, run_sweep
 
     study = load_study(args.study, args.overrides)
@@ -93,6 +94,7 @@ def _cmd_train(args) -> int:
         print(f"study {study.name}: all {total} runs already finished in {args.runs_dir}/{study.name}; "
               f"nothing to train (initstudy report --study {args.study})")
         return 0
+    load_dataset(study.dataset, study.data_dir, study.split_seed)  # fail on missing data before any output
     print(f"study {study.name}: {len(todo)} of {total} runs to train ({finished} already finished) "
           f"-> {args.runs_dir}/{study.name}")
     counts = {"done": 0, "diverged": 0, "failed": 0}
@@ -112,7 +114,8 @@ def _cmd_train(args) -> int:
         print(f"\ninterrupted: {sum(counts.values())} runs finished this time and are kept; the run in progress "
               "is left unfinished. Run the same command again to continue.", file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        bar.close()
     print(f"trained {len(todo)} runs in {_fmt_s(time.perf_counter() - start)}: {counts['done']} done, "
           f"{counts['diverged']} diverged, {counts['failed']} failed"
           + (" (see run.json of the failed runs; run train again to retry them)" if counts["failed"] else ""))

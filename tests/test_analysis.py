@@ -1,0 +1,212 @@
+"""Statistics against published reference values, planted effects and their no-difference twins."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from initstudy.analysis import (analyze, analyze_cell, friedman, holm, kaplan_meier, kruskal, logrank,
+                                mannwhitney, run_outcomes, wilcoxon)
+
+# Freireich et al. (1963) remission times, weeks, as the 'gehan' data of R's MASS package.
+GEHAN_6MP = [6, 6, 6, 6, 7, 9, 10, 10, 11, 13, 16, 17, 19, 20, 22, 23, 25, 32, 32, 34, 35]
+GEHAN_6MP_EVENT = [1, 1, 1, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+GEHAN_PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
+
+
+def test_logrank_matches_r_survdiff_on_gehan():
+    # R: survdiff(Surv(time, cens) ~ treat, data = MASS::gehan) -> Chisq = 16.8 on 1 df, p = 4.17e-05
+    # (Venables & Ripley, Modern Applied Statistics with S, 4th ed., sec. 13.1).
+    t = np.array(GEHAN_6MP + GEHAN_PLACEBO, float)
+    e = np.array(GEHAN_6MP_EVENT + [1] * 21)
+    g = np.array(["6mp"] * 21 + ["placebo"] * 21)
+    res = logrank(t, e, g)
+    assert res.statistic == pytest.approx(16.79, abs=0.01)
+    assert res.df == 1
+    assert res.pvalue == pytest.approx(4.17e-5, rel=0.01)
+
+
+def test_kaplan_meier_medians_match_r_survfit_on_gehan():
+    # R: survfit(Surv(time, cens) ~ treat, data = gehan): median 23 (6-MP) and 8 (control) weeks.
+    _, med_6mp, _ = kaplan_meier(np.array(GEHAN_6MP, float), np.array(GEHAN_6MP_EVENT), 35)
+    points, med_pl, _ = kaplan_meier(np.array(GEHAN_PLACEBO, float), np.ones(21, int), 35)
+    assert (med_6mp, med_pl) == (23.0, 8.0)
+    # Hand computed: 2 of 21 placebo patients relapse at week 1, so S(1) = 19/21.
+    assert points[1][1] == pytest.approx(19 / 21)
+    assert points[0][1] == 1.0 and points[23][1] == 0.0
+
+
+def test_friedman_matches_r_rounding_times():
+    # R: friedman.test(RoundingTimes) (Hollander & Wolfe 1973, p. 140) -> chi-squared = 11.143, df = 2,
+    # p-value = 0.003805.
+    rt = np.array([5.40, 5.50, 5.55, 5.85, 5.70, 5.75, 5.20, 5.60, 5.50, 5.55, 5.50, 5.40, 5.90, 5.85, 5.70,
+                   5.45, 5.55, 5.60, 5.40, 5.40, 5.35, 5.45, 5.50, 5.35, 5.25, 5.15, 5.00, 5.85, 5.80, 5.70,
+                   5.25, 5.20, 5.10, 5.65, 5.55, 5.45, 5.60, 5.35, 5.45, 5.05, 5.00, 4.95, 5.50, 5.50, 5.40,
+                   5.45, 5.55, 5.50, 5.55, 5.55, 5.35, 5.45, 5.50, 5.55, 5.50, 5.45, 5.25, 5.65, 5.60, 5.40,
+                   5.70, 5.65, 5.55, 6.30, 6.30, 6.25]).reshape(22, 3)
+    res = friedman(rt)
+    assert res.statistic == pytest.approx(11.143, abs=5e-4)
+    assert res.df == 2
+    assert res.pvalue == pytest.approx(0.003805, abs=5e-7)
+
+
+def test_wilcoxon_matches_r_depression_example():
+    # R: wilcox.test(x, y, paired = TRUE) on Hollander & Wolfe (1973, p. 29): V = 40, two-sided
+    # p = 0.03906 (the documented one-sided p = 0.01953, doubled). scipy reports min(V+, V-) = 5.
+    x = np.array([1.83, 0.50, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.30])
+    y = np.array([0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29])
+    stat, p = wilcoxon(x, y)
+    assert stat == 5.0
+    assert p == pytest.approx(0.03906, abs=1e-5)
+    assert wilcoxon(x, x) == (0.0, 1.0)
+
+
+def test_kruskal_matches_r_airway_example():
+    # R: kruskal.test(list(x, y, z)) (Hollander & Wolfe 1973, p. 116) -> chi-squared = 0.77143, df = 2,
+    # p-value = 0.68.
+    res = kruskal([np.array([2.9, 3.0, 2.5, 2.6, 3.2]), np.array([3.8, 2.7, 4.0, 2.4]),
+                   np.array([2.8, 3.4, 3.7, 2.2, 2.0])])
+    assert res.statistic == pytest.approx(0.77143, abs=1e-5)
+    assert res.pvalue == pytest.approx(0.68, abs=0.005)
+
+
+def test_mannwhitney_matches_r_permeability_example():
+    # R: wilcox.test(x, y, alternative = "g") (Hollander & Wolfe 1973, p. 69) -> W = 35, p = 0.1272;
+    # two-sided doubles it.
+    stat, p = mannwhitney(np.array([0.80, 0.83, 1.89, 1.04, 1.45, 1.38, 1.91, 1.64, 0.73, 1.46]),
+                          np.array([1.15, 0.88, 0.90, 0.74, 1.21]))
+    assert stat == 35.0
+    assert p == pytest.approx(0.2544, abs=1e-4)
+
+
+def test_holm_by_hand_and_skips_missing():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([None, 0.02, 0.04]) == [None, pytest.approx(0.04), pytest.approx(0.04)]
+
+
+# ---------------------------------------------------------------- synthetic studies
+
+def synthetic(reach: dict, seeds: int, budget: int, rng, diverged: dict | None = None) -> pd.DataFrame:
+    """Tidy rows where arm a's run reaches accuracy 0.9 at an epoch drawn by reach[a](rng).
+
+    Accuracy climbs linearly to 0.91 at that epoch (noise sd 0.001, so the crossing epoch
+    is exact), then to 0.95; a draw beyond the budget never reaches the threshold.
+    """
+    rows = []
+    for arm, draw in reach.items():
+        for s in range(seeds):
+            at = draw(rng)
+            div = bool(diverged and s in diverged.get(arm, ()))
+            for e in range(budget + 1):
+                acc = 0.1 + 0.81 * min(e / at, 1.0) if e <= at else min(0.91 + 0.01 * (e - at), 0.95)
+                acc += rng.normal(0, 0.001)
+                rows.append({"run": f"{arm}-{s}", "initializer": arm, "seed": s, "epoch": e,
+                             "val_acc": min(acc, 1.0), "val_loss": 1.0, "train_loss": 1.0, "diverged": div})
+                if div and e >= 2:
+                    break
+    return pd.DataFrame(rows)
+
+
+def test_planted_effect_is_detected():
+    rng = np.random.default_rng(1)
+    tidy = synthetic({"fast": lambda r: r.integers(2, 4), "slow": lambda r: r.integers(6, 9),
+                      "mid": lambda r: r.integers(4, 6)}, 10, 12, rng)
+    cell = analyze_cell(tidy, {}, 0.9, 12, ["fast", "mid", "slow"])
+    assert cell.design == "paired"
+    assert cell.ett_omnibus[0].pvalue < 0.001
+    fast_slow = next(p for p in cell.ett_pairwise if (p.a, p.b) == ("fast", "slow"))
+    assert fast_slow.pvalue_holm < 0.05
+    medians = {a.initializer: a.median_epochs for a in cell.arms}
+    assert medians["fast"] < medians["mid"] < medians["slow"]
+
+
+def test_no_difference_twin_rejects_at_about_alpha():
+    """Identical arms: the log-rank and Friedman tests reject in about alpha of the draws, not more."""
+    rng = np.random.default_rng(2)
+    rejections = {"logrank": 0, "friedman": 0}
+    draws = 120
+    for _ in range(draws):
+        same = lambda r: r.integers(2, 9)  # noqa: E731
+        tidy = synthetic({"a": same, "b": same, "c": same}, 8, 10, rng)
+        cell = analyze_cell(tidy, {}, 0.9, 10)
+        rejections["logrank"] += cell.ett_omnibus[0].pvalue < 0.05
+        rejections["friedman"] += cell.final_omnibus[0].pvalue < 0.05
+    # Binomial(120, 0.05) exceeds 14 rejections with probability < 0.2%.
+    assert rejections["logrank"] <= 14 and rejections["friedman"] <= 14, rejections
+
+
+def test_censoring_is_not_imputed():
+    """6 of 10 'bimodal' runs reach the threshold at epoch 2, 4 never; every 'steady' run at epoch 6.
+
+    Imputing the never-reached runs as the 20-epoch budget gives bimodal a mean of 9.2 epochs, slower
+    than steady's 6; the Kaplan-Meier medians (2 vs 6) rank bimodal first, as its runs deserve.
+    """
+    rng = np.random.default_rng(3)
+    pattern = iter([2] * 6 + [99] * 4)
+    tidy = synthetic({"bimodal": lambda r: next(pattern), "steady": lambda r: 6}, 10, 20, rng)
+    out = run_outcomes(tidy, 0.9, 20)
+    bimodal = out[out["initializer"] == "bimodal"]
+    assert set(bimodal.loc[bimodal["event"] == 0, "time"]) <= {20.0}  # censored at the budget, flagged
+    assert bimodal["time"].mean() == pytest.approx(9.2)  # what an imputing analysis would report
+    cell = analyze_cell(tidy, {}, 0.9, 20, ["bimodal", "steady"])
+    med = {a.initializer: a.median_epochs for a in cell.arms}
+    assert med == {"bimodal": 2.0, "steady": 6.0}
+
+
+def test_diverged_runs_are_censored_at_budget_and_rank_worst():
+    rng = np.random.default_rng(4)
+    tidy = synthetic({"a": lambda r: 3, "b": lambda r: 3}, 6, 8, rng, diverged={"b": {0, 1, 2, 3, 4, 5}})
+    out = run_outcomes(tidy, 0.9, 8)
+    b = out[out["initializer"] == "b"]
+    assert b["diverged"].all() and (b["event"] == 0).all() and (b["time"] == 8).all()
+    cell = analyze_cell(tidy, {}, 0.9, 8, ["a", "b"])
+    pair = cell.final_pairwise[0]
+    assert pair.test == "wilcoxon" and pair.pvalue == pytest.approx(2 / 2 ** 6)  # every seed: a beats b
+    assert any("Diverged runs rank below" in n for n in cell.notes)
+    arm_b = next(a for a in cell.arms if a.initializer == "b")
+    assert arm_b.n_diverged == 6 and arm_b.final_acc_mean is None
+
+
+def test_unpaired_when_seed_sets_differ():
+    rng = np.random.default_rng(5)
+    tidy = synthetic({"a": lambda r: 3, "b": lambda r: 5}, 6, 8, rng)
+    tidy = tidy[~((tidy["initializer"] == "b") & (tidy["seed"] == 0))]
+    cell = analyze_cell(tidy, {}, 0.9, 8)
+    assert cell.design == "unpaired"
+    assert [t.test for t in cell.final_omnibus] == ["kruskal"]
+    assert cell.final_pairwise[0].test == "mannwhitney"
+
+
+def test_analyze_is_deterministic_and_json_safe():
+    import json
+
+    rng = np.random.default_rng(6)
+    tidy = synthetic({"a": lambda r: r.integers(2, 5), "b": lambda r: 99}, 5, 6, rng)
+    tidy["model"] = "m"
+    a = json.dumps(analyze(tidy, ["model"], 0.9, 6, 0.05, "s").to_dict(), allow_nan=False)
+    b = json.dumps(analyze(tidy, ["model"], 0.9, 6, 0.05, "s").to_dict(), allow_nan=False)
+    assert a == b
+    d = json.loads(a)
+    assert d["schema"] == "initstudy.results/1"
+    cell = d["cells"][0]
+    assert cell["factors"] == {"model": "m"}
+    assert cell["epochs_to_threshold"]["omnibus"][0]["test"] == "logrank"
+    assert [p["epoch"] for p in cell["epochs_to_threshold"]["kaplan_meier"]["a"]] == list(range(7))
+
+
+def test_stratified_logrank_agrees_with_statsmodels_and_survives_ties():
+    from statsmodels.duration.survfunc import survdiff
+
+    rng = np.random.default_rng(7)
+    t = rng.integers(1, 10, 60).astype(float)
+    e = (rng.random(60) < 0.7).astype(int)
+    g = np.repeat(["a", "b", "c"], 20)
+    s = np.tile(np.arange(20), 3)
+    strata = s % 4
+    ours = logrank(t, e, g, strata)
+    ref_stat, ref_p = survdiff(t, e, g, strata=strata)
+    assert ours.statistic == pytest.approx(ref_stat, rel=1e-9) and ours.pvalue == pytest.approx(ref_p, rel=1e-9)
+    # Every stratum's events tie exactly: statsmodels' solve fails, ours reports no information.
+    tied = logrank(np.array([2.0, 2.0, 3.0, 3.0]), np.array([1, 1, 1, 1]), np.array(["a", "b", "a", "b"]),
+                   np.array([0, 0, 1, 1]))
+    assert tied.pvalue is None and tied.df == 0

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from initstudy.data import TensorBatches, load_dataset
+from initstudy.errors import DataError
+
+
+def test_digits_split_is_stratified_and_normalised():
+    d = load_dataset("digits", None, 0)
+    assert d.x_train.shape == (1437, 1, 8, 8) and d.x_val.shape == (360, 1, 8, 8)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    # Class proportions agree between the splits within one image per class.
+    tr = np.bincount(d.y_train.numpy(), minlength=10) / len(d.y_train)
+    va = np.bincount(d.y_val.numpy(), minlength=10) / len(d.y_val)
+    assert np.all(np.abs(tr - va) <= 1.5 / len(d.y_val))
+    assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-3
+
+
+def test_mnist5k_split_4000_1000_balanced():
+    d = load_dataset("mnist5k", None, 0)
+    assert d.x_train.shape == (4000, 1, 28, 28) and d.x_val.shape == (1000, 1, 28, 28)
+    counts = np.bincount(d.y_val.numpy(), minlength=10)
+    assert counts.min() >= 95 and counts.max() <= 105  # the file is sorted by class: a head split would fail
+
+
+def test_split_depends_on_split_seed_only():
+    a, b, c = load_dataset("digits", None, 0), load_dataset("digits", None, 0), load_dataset("digits", None, 1)
+    assert torch.equal(a.x_val, b.x_val)
+    assert not torch.equal(a.x_val, c.x_val)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mnist", "MNIST/raw/train-images-idx3-ubyte"),
+    ("fashion-mnist", "FashionMNIST/raw/train-images-idx3-ubyte"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1"),
+])
+def test_missing_torchvision_files_name_the_path(tmp_path, name, expected):
+    with pytest.raises(DataError, match=expected.replace("/", ".")):
+        load_dataset(name, str(tmp_path), 0)
+    with pytest.raises(DataError, match="--set data_dir=DIR"):
+        load_dataset(name, None, 0)
+
+
+def test_unknown_dataset():
+    with pytest.raises(DataError, match="choose one of: mnist5k, digits"):
+        load_dataset("imagenet")
+
+
+def test_tensor_batches_order_follows_its_generator():
+    x = torch.arange(100).float()[:, None]
+    y = torch.arange(100)
+
+    def order(seed):
+        return torch.cat([b[1] for b in TensorBatches(x, y, 32, torch.Generator().manual_seed(seed))])
+
+    assert torch.equal(order(1), order(1))
+    assert not torch.equal(order(1), order(2))
+    assert sorted(order(1).tolist()) == list(range(100))  # every example once per epoch
+    assert len(TensorBatches(x, y, 32)) == 4
+    fixed = torch.cat([b[1] for b in TensorBatches(x, y, 32)])
+    assert torch.equal(fixed, y)
