@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from .analysis import CellResult
 
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+# Okabe-Ito, with its low-contrast yellow moved last.
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", "-.", ":"]
 
@@ -46,6 +48,8 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
             if col == "train_loss":
                 wide = wide.where(wide > 0)
             mean, lo, hi = _mean_ci(wide)
+            if col == "val_acc":
+                lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
             epochs = wide.columns.to_numpy()
             ax.plot(epochs, mean, label=init, markersize=4, **st)
             ax.fill_between(epochs, lo, hi, color=st["color"], alpha=0.18, linewidth=0)
@@ -57,6 +61,7 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
     ax_loss.set(xlabel="epoch", ylabel="training loss (log)", title="Training loss", yscale="log")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_loss.legend(fontsize=7, loc="best")
     return fig
 
@@ -78,7 +83,7 @@ def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
         if n_div:
             ax.annotate(f"{n_div} diverged", (i, 0), ha="center", fontsize=7, color="#D55E00")
     ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="final validation accuracy", title="Final accuracy per seed")
+    ax.set(ylabel="final validation accuracy", title="Final accuracy per seed", ylim=(0, 1.02))
     ax.grid(alpha=0.3, axis="y")
     return fig
 
@@ -102,5 +107,6 @@ def kaplan_meier(cell: CellResult, outcomes: pd.DataFrame) -> Figure:
            title=f"Epochs to {cell.threshold:g} validation accuracy (markers: censored runs)",
            ylim=(-0.03, 1.05))
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="best")
     return fig

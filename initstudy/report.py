@@ -48,6 +48,12 @@ def fmt_p(p) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_clause(p) -> str:
+    """'p = 0.012' or 'p < 0.001', for sentences."""
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _cell_title(cell: CellResult) -> str:
     return ", ".join(f"{k} {v}" for k, v in cell.factors.items())
 
@@ -68,12 +74,12 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
         if t.pvalue is not None:
             verdict = "differ" if t.pvalue < alpha else "were not shown to differ"
             out.append(f"Epochs-to-threshold {verdict} across initializers (log-rank{', ' + t.note if t.note else ''}: "
-                       f"chi2 = {t.statistic:.2f}, df = {t.df:g}, p = {fmt_p(t.pvalue)}).")
+                       f"chi2 = {t.statistic:.2f}, df = {t.df:g}, {p_clause(t.pvalue)}).")
     for t in cell.final_omnibus:
         if t.pvalue is not None:
             verdict = "differed" if t.pvalue < alpha else "were not shown to differ"
             out.append(f"Final accuracy {verdict} across initializers ({t.test}: statistic = {t.statistic:.2f}, "
-                       f"df = {t.df:g}, p = {fmt_p(t.pvalue)}).")
+                       f"df = {t.df:g}, {p_clause(t.pvalue)}).")
     sig = [p for p in cell.final_pairwise if p.pvalue_holm is not None and p.pvalue_holm < alpha]
     n_pairs = len(cell.final_pairwise)
     if n_pairs:

@@ -139,7 +139,7 @@ def test_report_contents_match_results_json(trained):
     assert lr["test"] == "logrank"
     if lr["pvalue"] is not None:
         p = lr["pvalue"]
-        assert (f"p = {p:.3f}" if p >= 0.001 else "p = &lt; 0.001") in html
+        assert (f"p = {p:.3f}" if p >= 0.001 else "p &lt; 0.001") in html
     fr = cell["final_accuracy"]["omnibus"][0]
     assert fr["test"] == "friedman" and f"{fr['statistic']:.3f}" in html
     for pair in cell["final_accuracy"]["pairwise"]:
