@@ -37,7 +37,8 @@ class Study:
     split_seed: int  # seeds the train/validation split, independent of run seeds
     models: tuple[str, ...]  # keys of models.MODELS
     depth: int  # conv layers of the `plain` model
-    width: int  # channels of the `plain` model
+    width: int  # channels of the `plain` model (first stage of `vgg` and `resnet`)
+    bn: bool | None  # BatchNorm in `vgg` / `resnet`; None keeps each model's default (on)
     activations: tuple[str, ...]  # keys of models.ACTIVATIONS
     initializers: tuple[InitSpec, ...]
     seeds: tuple[int, ...]  # run seeds; seed k gives every initializer the same data order
@@ -62,7 +63,8 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "split_seed": (0, "int>=0", "seed of the train/validation split"),
     "models": (["plain"], "models", "list of model names"),
     "depth": (6, "int>0", "conv layers of the plain model"),
-    "width": (16, "int>0", "channels of the plain model"),
+    "width": (16, "int>0", "channels of the plain model, first-stage channels of vgg and resnet"),
+    "bn": (None, "optbool", "BatchNorm in vgg and resnet (default: on)"),
     "activations": (["relu"], "activations", "list of activation names"),
     "initializers": (None, "initializers", "list of initializer names or {name: ..., option: value}"),
     "seeds": (5, "seeds", "number of seeds (0..n-1) or a list of seeds"),
@@ -111,8 +113,9 @@ def _initializers(value) -> tuple[InitSpec, ...]:
             raise StudyError(f"initializer entry {entry!r} needs a name, e.g. {{name: normal, std: 0.01}}")
         entry = dict(entry)
         name, gain, label = entry.pop("name"), entry.pop("gain", None), entry.pop("label", None)
+        bias = entry.pop("bias", None)
         try:
-            specs.append(make_spec(name, entry, gain, label))
+            specs.append(make_spec(name, entry, gain, label, bias))
         except ValueError as exc:
             raise StudyError(str(exc)) from None
     labels = [s.label for s in specs]
@@ -142,6 +145,10 @@ def _convert(key: str, kind: str, value):
         return value
     if kind == "str":
         return str(value)
+    if kind == "optbool":
+        if value is not None and not isinstance(value, bool):
+            raise StudyError(f"{key} must be true or false, got {value!r}")
+        return value
     if kind == "optstr":
         return None if value in (None, "") else str(value)
     if kind == "dataset":
@@ -240,7 +247,29 @@ def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = 
             values[key] = _convert(key, kind, value)
         except StudyError as exc:
             raise StudyError(f"study {source}: {exc}") from None
-    return Study(**values, source=source)
+    study = Study(**values, source=source)
+    _check_grid(study)
+    return study
+
+
+def _check_grid(study: Study) -> None:
+    """Reject model settings and model x initializer pairs that cannot work, before any run starts."""
+    from .data import DATASET_SHAPES
+    from .initializers import check_applicable
+    from .models import build_model
+
+    channels, size, classes = DATASET_SHAPES[study.dataset]
+    for model in study.models:
+        params = dict(model_params_for(study, model))
+        reason = MODELS[model].check(params)
+        if reason:
+            raise StudyError(f"study {study.source}: {reason}; change depth")
+        net = build_model(model, channels, size, classes, study.activations[0], **params)
+        for spec in study.initializers:
+            reason = check_applicable(spec, net, model)
+            if reason:
+                raise StudyError(f"study {study.source}: initializer {spec.label!r} cannot be used: {reason}; "
+                                 "remove it or change the model")
 
 
 @dataclass(frozen=True)
@@ -250,7 +279,7 @@ class RunSpec:
     dataset: str
     split_seed: int
     model: str
-    model_params: tuple[tuple[str, int], ...]  # e.g. (("depth", 6), ("width", 16)) for plain
+    model_params: tuple[tuple[str, object], ...]  # e.g. (("depth", 6), ("width", 16)) for plain
     activation: str
     init: InitSpec
     seed: int
@@ -281,13 +310,18 @@ class RunSpec:
                 ("activation", self.activation))
 
 
+def model_params_for(study: Study, model: str) -> tuple[tuple[str, object], ...]:
+    """The study's settings for the parameters `model` accepts, in its declared order."""
+    given = {"depth": study.depth, "width": study.width, "bn": study.bn}
+    return tuple((k, default if given[k] is None else given[k]) for k, default in MODELS[model].params.items())
+
+
 def expand(study: Study) -> list[RunSpec]:
     """All runs of the grid, ordered seed-major so a partial sweep has whole seeds (paired blocks)."""
     specs = []
     for seed in study.seeds:
         for model in study.models:
-            params = {"depth": study.depth, "width": study.width}
-            model_params = tuple((k, params[k]) for k in MODELS[model].params)
+            model_params = model_params_for(study, model)
             for activation in study.activations:
                 for init in study.initializers:
                     specs.append(RunSpec(study.dataset, study.split_seed, model, model_params, activation,

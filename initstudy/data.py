@@ -37,6 +37,14 @@ class Dataset:
     def image_size(self) -> int:
         return int(self.x_train.shape[2])
 
+    def probe(self, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed random batch of n training images and labels, the same for every run and seed.
+
+        Used for init-time diagnostics and by data-dependent initializers (LSUV).
+        """
+        idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(0))[:n]
+        return self.x_train[idx], self.y_train[idx]
+
 
 def _stratified_split(y: np.ndarray, n_val: int, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) with class proportions kept; the seed is the study's split seed."""
@@ -128,6 +136,12 @@ def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
 
     return load
 
+
+# (channels, image side, classes) of each dataset, known without loading it: study files are checked against it.
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist5k": (1, 28, 10), "digits": (1, 8, 10), "mnist": (1, 28, 10), "fashion-mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+}
 
 DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
     "mnist5k": load_mnist5k,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 
@@ -20,10 +21,22 @@ class Activation:
     gain: float  # torch.nn.init.calculate_gain for this nonlinearity
 
 
+LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default negative slope
+
+# Gains are torch's calculate_gain table. Two documented choices: SELU uses torch's 3/4
+# (chosen there to keep gradients stable with kaiming inits; self-normalisation itself
+# wants lecun_normal, which has no gain). GELU is not in torch's table: we use ReLU's
+# sqrt(2), since GELU(x) tends to ReLU(x) away from 0 and passes about half the
+# second moment of a symmetric input, as ReLU does.
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation("relu", nn.ReLU, 2.0 ** 0.5),
+    "leaky_relu": Activation("leaky_relu", lambda: nn.LeakyReLU(LEAKY_SLOPE),
+                             (2.0 / (1 + LEAKY_SLOPE ** 2)) ** 0.5),
     "tanh": Activation("tanh", nn.Tanh, 5.0 / 3.0),
     "sigmoid": Activation("sigmoid", nn.Sigmoid, 1.0),
+    "selu": Activation("selu", nn.SELU, 0.75),
+    "gelu": Activation("gelu", nn.GELU, 2.0 ** 0.5),
+    "identity": Activation("identity", nn.Identity, 1.0),
 }
 
 
@@ -39,25 +52,110 @@ def build_simple(in_channels: int, image_size: int, num_classes: int, activation
 
 
 def build_plain(in_channels: int, image_size: int, num_classes: int, activation: str,
-                depth: int = 6, width: int = 16) -> nn.Module:
+                depth: int = 6, width: int = 16, bn: bool = False, widen: bool = False) -> nn.Module:
     """`depth` 3x3 convs of `width` channels with the activation after each, no normalisation.
 
     2x2 max-pools after the 2nd and 4th conv (images of 16 pixels or more) keep deep
     stacks cheap: the layers past the 4th run at a quarter of the input resolution.
-    A linear head follows.
+    A linear head follows. `bn` adds BatchNorm after each conv; `widen` doubles the
+    channels after each pool (the VGG pattern).
     """
     act = ACTIVATIONS[activation].make
     pools = {min(2, depth), min(4, depth)} if image_size >= 16 else set()
     layers: list[nn.Module] = []
-    channels, side = in_channels, image_size
+    channels, side, out = in_channels, image_size, width
     for i in range(1, depth + 1):
-        layers += [nn.Conv2d(channels, width, 3, padding=1), act()]
-        channels = width
+        layers.append(nn.Conv2d(channels, out, 3, padding=1, bias=not bn))
+        if bn:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(act())
+        channels = out
         if i in pools:
             layers.append(nn.MaxPool2d(2))
             side //= 2
-    layers += [nn.Flatten(), nn.Linear(width * side * side, num_classes)]
+            out = out * 2 if widen else out
+    layers += [nn.Flatten(), nn.Linear(channels * side * side, num_classes)]
     return nn.Sequential(*layers)
+
+
+def build_vgg(in_channels: int, image_size: int, num_classes: int, activation: str,
+              depth: int = 8, width: int = 16, bn: bool = True) -> nn.Module:
+    """VGG-style: `plain` with channels doubling after each pool and optional BatchNorm."""
+    return build_plain(in_channels, image_size, num_classes, activation, depth, width, bn=bn, widen=True)
+
+
+class Scalar(nn.Module):
+    """A learnable scalar added (`mode="bias"`) or multiplied (`"scale"`): Fixup's extra parameters.
+
+    It starts as the identity (0 or 1), so a model without Fixup computes what it would without it.
+    """
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.value = nn.Parameter(torch.zeros(1) if mode == "bias" else torch.ones(1))
+
+    def forward(self, x):
+        return x + self.value if self.mode == "bias" else x * self.value
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut, as in He et al. (2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, act, bn: bool):
+        super().__init__()
+        norm = (lambda c: nn.BatchNorm2d(c)) if bn else (lambda c: nn.Identity())
+        # Without BatchNorm the block carries Fixup's scalar biases and multiplier, starting as the
+        # identity, for every initializer alike: arms then differ only in their weights.
+        scalar = (lambda mode: nn.Identity()) if bn else Scalar
+        self.bias1a, self.bias1b, self.bias2a, self.bias2b = (scalar("bias") for _ in range(4))
+        self.scale = scalar("scale")
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1, self.act1 = norm(c_out), act()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2, self.act2 = norm(c_out), act()
+        self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm(c_out))
+                         if stride != 1 or c_in != c_out else nn.Identity())
+
+    def forward(self, x):
+        out = self.act1(self.bias1b(self.bn1(self.conv1(self.bias1a(x)))))
+        out = self.bias2b(self.scale(self.bn2(self.conv2(self.bias2a(out)))))
+        return self.act2(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, sec. 4.2): depth = 6n + 2, three stages of n blocks."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, activation: str,
+                 depth: int = 8, width: int = 16, bn: bool = True):
+        super().__init__()
+        act = ACTIVATIONS[activation].make
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(width) if bn else nn.Identity(), act())
+        blocks, c = [], width
+        for stage in range(3):
+            c_out = width * 2 ** stage
+            for b in range(n):
+                blocks.append(BasicBlock(c, c_out, 2 if (stage > 0 and b == 0) else 1, act, bn))
+                c = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.bias_fc = nn.Identity() if bn else Scalar("bias")
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.bias_fc(self.pool(self.blocks(self.stem(x))).flatten(1)))
+
+
+def build_resnet(in_channels: int, image_size: int, num_classes: int, activation: str,
+                 depth: int = 8, width: int = 16, bn: bool = True) -> nn.Module:
+    return ResNet(in_channels, image_size, num_classes, activation, depth, width, bn)
+
+
+def _check_resnet(params: dict) -> str | None:
+    d = params["depth"]
+    return None if d >= 8 and (d - 2) % 6 == 0 else f"resnet depth must be 6n + 2 (8, 14, 20, 26, ...), got {d}"
 
 
 @dataclass(frozen=True)
@@ -66,13 +164,23 @@ class Model:
     build: Callable[..., nn.Module]
     params: dict  # accepted keyword -> default
     description: str
+    residual: bool = False  # has residual branches (Fixup applies)
+    check: Callable[[dict], str | None] = lambda params: None  # a reason the params are invalid, or None
 
 
 MODELS: dict[str, Model] = {
     "simple": Model("simple", build_simple, {},
                     "two conv blocks (16 and 32 channels, 3x3, max-pool) and a linear head"),
     "plain": Model("plain", build_plain, {"depth": 6, "width": 16},
-                   "a plain stack of 3x3 convs, no normalisation or skip connections, max-pools after conv 2 and 4, linear head"),
+                   "a plain stack of 3x3 convs, no normalisation or skip connections, max-pools after conv 2 "
+                   "and 4, linear head"),
+    "vgg": Model("vgg", build_vgg, {"depth": 8, "width": 16, "bn": True},
+                 "VGG-style 3x3 conv stack, channels doubling after the max-pools after conv 2 and 4, "
+                 "optional BatchNorm after each conv, linear head"),
+    "resnet": Model("resnet", build_resnet, {"depth": 8, "width": 16, "bn": True},
+                    "CIFAR-style ResNet (depth 6n+2, three stages of basic blocks, widths w, 2w, 4w, 1x1 "
+                    "projection shortcuts), optional BatchNorm, global average pool, linear head",
+                    residual=True, check=_check_resnet),
 }
 
 

@@ -1,7 +1,8 @@
 """The run store: one folder per run under `<runs_dir>/<study>/<run_id>/`, every file written atomically.
 
-A run folder holds `config.json` (the resolved RunSpec), `metrics.json` (the
-per-epoch history) and `run.json` (status, timings, device, versions).
+A run folder holds `config.json` (the resolved RunSpec), `diagnostics.json`
+(per-layer statistics at init), `metrics.json` (the per-epoch history) and
+`run.json` (status, timings, device, versions).
 `run.json` is written first with status "running" and rewritten last with the
 final status, so a run counts as finished only once all its files are in
 place; anything else is redone by the next `train`.
@@ -79,8 +80,11 @@ class RunStore:
         write_json(d / "run.json", {"schema": SCHEMA, "run_id": spec.run_id, "status": "running",
                                     "started": time.time(), **meta})
 
-    def finish(self, spec: RunSpec, status: str, history: list[dict], info: dict) -> None:
+    def finish(self, spec: RunSpec, status: str, history: list[dict], info: dict,
+               diagnostics: list[dict] | None = None) -> None:
         d = self.run_dir(spec.run_id)
+        if diagnostics is not None:
+            write_json(d / "diagnostics.json", diagnostics)
         write_json(d / "metrics.json", history)
         run = _read_json(d / "run.json")
         write_json(d / "run.json", {**run, **info, "status": status, "finished": time.time()})
@@ -113,6 +117,17 @@ class RunStore:
         return RunRecord(run_id, config, info.get("status"), tuple(history),
                          {k: v for k, v in info.items() if k != "status"})
 
+    def load_diagnostics(self, run_id: str) -> list[dict]:
+        """Per-layer init diagnostics of a run ([] for runs recorded without them)."""
+        path = self.run_dir(run_id) / "diagnostics.json"
+        if not path.exists():
+            return []
+        try:
+            rows = _read_json(path)
+        except (OSError, ValueError):
+            raise StoreError(f"run store file {path} is unreadable; delete {path.parent} and run train again") from None
+        return rows if isinstance(rows, list) else []
+
     def save_study(self, study_dict: dict) -> None:
         write_json(self.root / "study.json", study_dict)
 
@@ -138,3 +153,17 @@ def tidy_frame(specs: list[RunSpec], store: RunStore):
                          "epoch": int(r["epoch"]), "val_acc": r["val_acc"], "val_loss": r.get("val_loss"),
                          "train_loss": r.get("train_loss"), "diverged": rec.status == "diverged"})
     return pd.DataFrame(rows), factor_columns, missing
+
+
+def diagnostics_frame(specs: list[RunSpec], store: RunStore):
+    """One row per finished run and layer: cell factors, initializer, seed and the diagnostics columns."""
+    import pandas as pd
+
+    rows = []
+    for spec in specs:
+        if not store.is_finished(spec.run_id):
+            continue
+        for r in store.load_diagnostics(spec.run_id):
+            rows.append({**dict(spec.cell), "initializer": spec.init.label, "seed": spec.seed,
+                         **{k: v for k, v in r.items() if k != "shape"}})
+    return pd.DataFrame(rows)

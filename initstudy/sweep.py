@@ -75,5 +75,5 @@ def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec] | None = N
             continue
         store.finish(spec, result.status, result.history,
                      {"diverged_epoch": result.diverged_epoch, "seconds": round(result.seconds, 3),
-                      "device": result.device})
+                      "device": result.device}, result.diagnostics)
         yield SweepEvent(result.status, spec, index, len(todo), result=result)

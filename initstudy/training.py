@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .config import RunSpec
 from .data import Dataset, TensorBatches, load_dataset
+from .diagnostics import layer_diagnostics
 from .initializers import apply_init
 from .models import build_model
 
@@ -41,7 +42,7 @@ class RunResult:
     diverged_epoch: int | None  # epoch during which the loss became non-finite
     seconds: float  # wall time of the whole run
     device: str
-    extra: dict = field(default_factory=dict)
+    diagnostics: list[dict] = field(default_factory=list)  # per layer at init, see diagnostics.py
 
 
 class _Diverged(Exception):
@@ -158,7 +159,8 @@ def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
     """The model of `spec`, initialised by its initializer from the run's init generator."""
     net = build_model(spec.model, dataset.in_channels, dataset.image_size, dataset.num_classes,
                       spec.activation, **dict(spec.model_params))
-    apply_init(net, spec.init, spec.activation, torch.Generator().manual_seed(derive_seed(spec.seed, "init")))
+    apply_init(net, spec.init, spec.activation, torch.Generator().manual_seed(derive_seed(spec.seed, "init")),
+               batch=dataset.probe()[0])
     return net
 
 
@@ -169,6 +171,7 @@ def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "au
     dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
     torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
+    diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe())
     module = InitStudyModule(net, spec)
     dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
     trainer = pl.Trainer(accelerator="cuda" if accelerator == "gpu" else accelerator, devices=1,
@@ -184,4 +187,4 @@ def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "au
         signal.signal(signal.SIGINT, signal.default_int_handler)
         raise KeyboardInterrupt from None
     device = str(trainer.strategy.root_device)
-    return RunResult(status, module.history, diverged_epoch, time.perf_counter() - start, device)
+    return RunResult(status, module.history, diverged_epoch, time.perf_counter() - start, device, diagnostics)

@@ -58,7 +58,11 @@ def test_options_fill_defaults_and_label():
     ("lr=.nan", "lr must be a number"),
     ("initializers=[{name: normal, sd: 1}]", "takes no option 'sd'"),
     ("initializers=[{name: zeros, gain: 2}]", "has no gain"),
-    ("initializers=[{name: kaiming_normal, mode: fan_avg}]", "mode must be one of fan_in, fan_out"),
+    ("initializers=[{name: kaiming_normal, mode: fan_sum}]", "mode must be one of fan_in, fan_out, fan_avg"),
+    ("initializers=[{name: sparse, sparsity: 1.5}]", "option sparsity out of range"),
+    ("initializers=[{name: kaiming_normal, bias: random}]", "bias must be zeros, torch or a number"),
+    ("models=[resnet]", "resnet depth must be 6n + 2"),
+    ("bn=maybe", "bn must be true or false"),
     ("initializers=[zeros, zeros]", "listed twice"),
 ])
 def test_bad_values_name_the_problem(study_file, override, message):
