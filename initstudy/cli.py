@@ -31,6 +31,20 @@ def _parser() -> argparse.ArgumentParser:
                        description="Analyse the finished runs of a study and write DIR/<study>/report/report.html "
                                    "and results.json.")
     _study_args(p)
+    p = sub.add_parser("inspect", help="per-layer signal statistics of one model at initialization, no training",
+                       description="Build a model, initialise it, and report per layer the weight std (and what the "
+                                   "initializer's formula predicts), the activation and gradient std on a batch of "
+                                   "real training images, and the fraction of dead ReLU channels.")
+    p.add_argument("--model", required=True, help="model name (initstudy list)")
+    p.add_argument("--init", required=True, help="initializer name")
+    p.add_argument("--activation", default="relu", help="activation name (default: relu)")
+    p.add_argument("--depth", type=int, default=None, help="conv layers (plain, vgg) or 6n+2 (resnet)")
+    p.add_argument("--width", type=int, default=None, help="channels (first stage for vgg, resnet)")
+    p.add_argument("--bn", choices=("on", "off"), default=None, help="BatchNorm in vgg / resnet")
+    p.add_argument("--dataset", default="mnist5k", help="dataset for the batch of real images (default: mnist5k)")
+    p.add_argument("--data-dir", default=None, help="directory of torchvision datasets")
+    p.add_argument("--seed", type=int, default=0, help="run seed whose init generator draws the weights")
+    p.add_argument("--json", action="store_true", help="print {model, init, activation, layers: [...]} as JSON")
     p = sub.add_parser("list", help="list the registered datasets, models, activations, initializers and presets")
     p.add_argument("--json", action="store_true", help="print the registries as JSON")
     return parser
@@ -44,9 +58,11 @@ def _cmd_list(args) -> int:
 
     registry = {
         "datasets": list(DATASETS),
-        "models": {m.name: {"params": m.params, "description": m.description} for m in MODELS.values()},
+        "models": {m.name: {"params": m.params, "description": m.description, "residual": m.residual}
+                   for m in MODELS.values()},
         "activations": {a.name: {"gain": a.gain} for a in ACTIVATIONS.values()},
-        "initializers": {i.name: {"options": i.options, "gain": i.gain, "formula": i.formula, "source": i.source}
+        "initializers": {i.name: {"options": i.options, "gain": i.gain, "bias": i.bias, "formula": i.formula,
+                                  "source": i.source, "data_dependent": i.name == "lsuv"}
                          for i in INITIALIZERS.values()},
         "studies": presets(),
         "study_keys": describe_keys(),
@@ -58,12 +74,12 @@ def _cmd_list(args) -> int:
     print("models:")
     for name, m in registry["models"].items():
         params = ", ".join(f"{k}={v}" for k, v in m["params"].items())
-        print(f"  {name:<16}{m['description']}" + (f" [{params}]" if params else ""))
+        print(f"  {name:<18}{m['description']}" + (f" [{params}]" if params else ""))
     print("activations:  " + ", ".join(f"{k} (gain {v['gain']:.4g})" for k, v in registry["activations"].items()))
     print("initializers:")
     for name, i in registry["initializers"].items():
         opts = ", ".join(f"{k}={v}" for k, v in i["options"].items())
-        print(f"  {name:<16}{i['formula']}" + (f" [{opts}]" if opts else ""))
+        print(f"  {name:<18}{i['formula']}" + (f" [{opts}]" if opts else ""))
     print("studies:      " + ", ".join(registry["studies"]))
     print("study keys:   " + ", ".join(registry["study_keys"]))
     return 0
@@ -128,14 +144,58 @@ def _cmd_report(args) -> int:
 
     study = load_study(args.study, args.overrides)
     start = time.perf_counter()
-    html, results_path, results = write_report(study, args.runs_dir)
+    import shlex
+
+    opts = f"--study {shlex.quote(args.study)} --runs-dir {shlex.quote(args.runs_dir)}" + "".join(
+        f" --set {shlex.quote(o)}" for o in args.overrides)
+    html, results_path, results = write_report(study, args.runs_dir,
+                                               f"initstudy train {opts} && initstudy report {opts}")
     n_cells = len(results.cells)
     print(f"wrote {html} and {results_path} ({n_cells} cell{'s' if n_cells != 1 else ''}, "
           f"{_fmt_s(time.perf_counter() - start)})")
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "report": _cmd_report, "list": _cmd_list}
+def _cmd_inspect(args) -> int:
+    from .config import load_study
+    from .data import load_dataset
+    from .diagnostics import layer_diagnostics
+    from .training import build_run
+    from .config import expand
+
+    overrides = [f"dataset={args.dataset}", f"models=[{args.model}]", f"activations=[{args.activation}]",
+                 f"initializers=[{args.init}]", f"seeds=[{args.seed}]"]
+    overrides += [f"{k}={v}" for k, v in (("depth", args.depth), ("width", args.width)) if v is not None]
+    if args.bn is not None:
+        overrides.append(f"bn={'true' if args.bn == 'on' else 'false'}")
+    if args.data_dir:
+        overrides.append(f"data_dir={args.data_dir}")
+    study = load_study("smoke", overrides, context="inspect")  # the same checks as a study file
+    spec = expand(study)[0]
+    dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
+    net = build_run(spec, dataset)
+    layers = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe())
+    if args.json:
+        print(json.dumps({"model": spec.model, "model_params": dict(spec.model_params), "init": spec.init.to_dict(),
+                          "activation": spec.activation, "dataset": spec.dataset, "seed": spec.seed,
+                          "layers": layers}, indent=1))
+        return 0
+
+    def f(x, spec=".3g"):
+        return "-" if x is None else format(x, spec)
+
+    print(f"{spec.model} {dict(spec.model_params)} / {spec.init.label} / {spec.activation}, "
+          f"batch of {len(dataset.probe()[0])} {spec.dataset} training images, seed {spec.seed}")
+    print(f"{'#':>3} {'layer':<28}{'fan_in':>7}{'fan_out':>8}{'w std':>10}{'theory':>10}{'act std':>10}"
+          f"{'grad std':>10}{'dead':>7}")
+    for r in layers:
+        print(f"{r['index']:>3} {r['kind'] + ' ' + r['name']:<28}{r['fan_in']:>7}{r['fan_out']:>8}{f(r['weight_std']):>10}"
+              f"{f(r['weight_std_theory']):>10}{f(r['activation_std']):>10}{f(r['gradient_std']):>10}"
+              f"{f(r['dead_fraction'], '.2f'):>7}")
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "report": _cmd_report, "list": _cmd_list, "inspect": _cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     except InitStudyError as exc:
         print(f"initstudy {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

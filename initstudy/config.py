@@ -226,8 +226,21 @@ def parse_override(text: str) -> tuple[str, object]:
         raise StudyError(f"--set {key}: value {value!r} is not valid YAML; quote it or fix the brackets") from None
 
 
-def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> Study:
-    """Read, override and check a study; every name is checked here, not inside a run."""
+def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = (),
+               context: str | None = None) -> Study:
+    """Read, override and check a study; every name is checked here, not inside a run.
+
+    `context` replaces "study <source>" at the start of error messages (e.g. for `inspect`).
+    """
+    try:
+        return _load_study(study, overrides)
+    except StudyError as exc:
+        if context is None:
+            raise
+        raise StudyError(str(exc).replace(f"study {study}: ", "", 1)) from None
+
+
+def _load_study(study: str, overrides) -> Study:
     raw, default_name, source = _read_yaml(study)
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:

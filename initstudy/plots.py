@@ -110,3 +110,38 @@ def kaplan_meier(cell: CellResult, outcomes: pd.DataFrame) -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="best")
     return fig
+
+
+def signal_propagation(diag: pd.DataFrame, order: list[str]) -> Figure:
+    """Per-layer activation std, gradient std and (ReLU) dead fraction at init: median over seeds, log scale.
+
+    `diag` has one row per run and layer with columns initializer, seed, index,
+    activation_std, gradient_std, dead_fraction.
+    """
+    has_dead = diag["dead_fraction"].notna().any()
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    axes = fig.subplots(1, 3 if has_dead else 2)
+    panels = [("activation_std", "activation std (log)", "Forward signal"),
+              ("gradient_std", "gradient std (log)", "Backward signal")]
+    if has_dead:
+        panels.append(("dead_fraction", "fraction of dead channels", "Dead ReLU channels"))
+    for i, init in enumerate(order):
+        g = diag[diag["initializer"] == init]
+        if g.empty:
+            continue
+        st = style(i)
+        for ax, (col, _label, _title) in zip(axes, panels):
+            med = g.groupby("index")[col].median()
+            if col != "dead_fraction":
+                med = med.where(med > 0)  # zero signal cannot be drawn on a log axis; the gap shows it
+            ax.plot(med.index, med.to_numpy(dtype=float), label=init, markersize=3, **st)
+    for ax, (col, label, title) in zip(axes, panels):
+        ax.set(xlabel="layer (forward order)", ylabel=label, title=title)
+        if col != "dead_fraction":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7, loc="best")
+    return fig

@@ -23,9 +23,9 @@ from .analysis import CellResult, Results, analyze, run_outcomes
 from .config import Study, expand
 from .data import load_dataset
 from .errors import StoreError
-from .initializers import INITIALIZERS, resolve_gain
+from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
-from .store import RunStore, tidy_frame, write_json
+from .store import RunStore, diagnostics_frame, tidy_frame, write_json
 from .sweep import versions
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -99,7 +99,8 @@ def methods(study: Study, dataset_description: str) -> dict:
         gains = {a: resolve_gain(spec, a) for a in study.activations}
         inits.append({"label": spec.label, "name": spec.name, "formula": init.formula, "source": init.source,
                       "options": ", ".join(f"{k}={v}" for k, v in spec.options) or "–",
-                      "gain": ", ".join(f"{a}: {g:.4g}" for a, g in gains.items()) if init.gain != "fixed" else "–"})
+                      "gain": ", ".join(f"{a}: {g:.4g}" for a, g in gains.items()) if init.gain != "fixed" else "–",
+                      "bias": bias_policy(spec)})
     models = [{"name": m, "description": MODELS[m].description,
                "params": ", ".join(f"{k}={getattr(study, k)}" for k in MODELS[m].params) or "–"}
               for m in study.models]
@@ -143,27 +144,52 @@ def render(context: dict, templates_dir: Path = TEMPLATES_DIR) -> str:
     return env.get_template("report.html.j2").render(**context)
 
 
-def build_report(study: Study, runs_dir: str | Path) -> tuple[Results, str]:
+def _in_cell(df: pd.DataFrame, factors: dict) -> pd.DataFrame:
+    mask = pd.Series(True, index=df.index)
+    for k, v in factors.items():
+        mask &= df[k] == v
+    return df[mask]
+
+
+def signal_rows(diag: pd.DataFrame, cell: CellResult) -> list[dict]:
+    """Per initializer: median over seeds of the first and last hidden layers' activation std, their ratio,
+    the mean dead-ReLU fraction, beside the Kaplan-Meier median epochs-to-threshold."""
+    rows = []
+    for arm in cell.arms:
+        g = diag[diag["initializer"] == arm.initializer]
+        if g.empty:
+            continue
+        hidden = g[g["index"] < g["index"].max()]  # the head's logits are not a hidden signal
+        first = hidden[hidden["index"] == hidden["index"].min()]["activation_std"].median()
+        last = hidden[hidden["index"] == hidden["index"].max()]["activation_std"].median()
+        dead = g["dead_fraction"].dropna()
+        rows.append({"initializer": arm.initializer, "first": first, "last": last,
+                     "ratio": (last / first) if first and first > 0 else None,
+                     "dead": float(dead.mean()) if len(dead) else None, "median_epochs": arm.median_epochs})
+    return rows
+
+
+def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> tuple[Results, str]:
     results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
     order = [i.label for i in study.initializers]
     dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
+    store = RunStore(runs_dir, study.name)
+    diag = diagnostics_frame(expand(study), store)
     cells = []
     for cell in results.cells:
-        mask = pd.Series(True, index=tidy.index)
-        for k, v in cell.factors.items():
-            mask &= tidy[k] == v
-        cell_tidy = tidy[mask]
+        cell_tidy = _in_cell(tidy, cell.factors)
         outcomes = run_outcomes(cell_tidy, study.threshold, study.epochs)
         present = [i for i in order if i in set(cell_tidy["initializer"])]
-        cells.append({
-            "title": _cell_title(cell), "result": cell, "headline": headline(cell, study.alpha),
-            "figures": {
-                "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
-                "final": figure_uri(plots.final_accuracy(outcomes, present)),
-                "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
-            },
-        })
-    store = RunStore(runs_dir, study.name)
+        cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
+        figures = {
+            "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
+            "final": figure_uri(plots.final_accuracy(outcomes, present)),
+            "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
+        }
+        if not cell_diag.empty:
+            figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
+        cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, study.alpha),
+                      "figures": figures, "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
     n_runs = len(expand(study))
     statuses = {}
     for spec in expand(study):
@@ -174,13 +200,13 @@ def build_report(study: Study, runs_dir: str | Path) -> tuple[Results, str]:
         "alpha": study.alpha, "n_runs": n_runs, "n_missing": len(missing), "statuses": statuses,
         "versions": versions(), "commit": _git_commit(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": f"initstudy train --study {study.source} && initstudy report --study {study.source}",
+        "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
     }
     return results, render(context)
 
 
-def write_report(study: Study, runs_dir: str | Path) -> tuple[Path, Path, Results]:
-    results, html = build_report(study, runs_dir)
+def write_report(study: Study, runs_dir: str | Path, command: str | None = None) -> tuple[Path, Path, Results]:
+    results, html = build_report(study, runs_dir, command)
     out = Path(runs_dir) / study.name / "report"
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", results.to_dict())

@@ -124,7 +124,7 @@ def test_report_contents_match_results_json(trained):
     page = _Collector()
     page.feed(html)
     assert {"summary", "methods", "cell-1", "reproducibility"} <= set(page.ids)
-    assert len(page.imgs) == 3
+    assert len(page.imgs) == 4  # curves, Kaplan-Meier, final accuracy, signal propagation
     for src in page.imgs:
         assert src.startswith("data:image/svg+xml;base64,")
         svg = base64.b64decode(src.split(",", 1)[1]).decode()
@@ -208,3 +208,36 @@ def test_ctrl_c_keeps_finished_runs_and_marks_none_finished(tmp_path):
     assert main(["train", "--study", str(study_file), "--runs-dir", str(runs)]) == 0
     assert all(store.is_finished(s.run_id) for s in expand(study))
     assert {k: (store.run_dir(k) / "metrics.json").read_bytes() for k in snapshot} == snapshot
+
+
+def test_diagnostics_are_recorded_per_run(trained):
+    study_file, runs = trained
+    study = load_study(str(study_file))
+    store = RunStore(runs, study.name)
+    for spec in expand(study):
+        rows = store.load_diagnostics(spec.run_id)
+        assert [r["name"] for r in rows] == ["0", "3", "7"]  # conv, conv, linear in forward order
+        if spec.init.name == "zeros":
+            assert all(r["activation_std"] == 0 and r["weight_std"] == 0 for r in rows)
+            assert rows[0]["dead_fraction"] == 1.0
+        else:
+            assert all(r["activation_std"] > 0 and r["gradient_std"] > 0 for r in rows)
+            assert abs(rows[1]["weight_std"] / rows[1]["weight_std_theory"] - 1) < 0.2
+
+
+def test_inspect_json_and_list_json(capsys):
+    assert main(["inspect", "--model", "plain", "--init", "kaiming_normal", "--depth", "5", "--width", "8",
+                 "--dataset", "digits", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["index"] for r in out["layers"]] == list(range(6))
+    for key in ("name", "weight_std", "activation_std", "gradient_std", "dead_fraction"):
+        assert all(key in r for r in out["layers"])
+    assert main(["inspect", "--model", "plain", "--init", "delta_orthogonal", "--dataset", "digits"]) == 0
+    assert "delta_orthogonal" in capsys.readouterr().out
+    assert main(["inspect", "--model", "plain", "--init", "fixup"]) == 2
+    assert "fixup needs residual branches" in capsys.readouterr().err
+    assert main(["list", "--json"]) == 0
+    registry = json.loads(capsys.readouterr().out)
+    assert {"lsuv", "zero", "fixup", "delta_orthogonal", "variance_scaling"} <= set(registry["initializers"])
+    assert {"simple", "plain", "vgg", "resnet"} == set(registry["models"])
+    assert {"relu", "leaky_relu", "tanh", "sigmoid", "selu", "gelu", "identity"} == set(registry["activations"])
