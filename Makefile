@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 STUDY  ?= default
 RUNS   ?= runs
 
-.PHONY: install train report test clean
+.PHONY: install train report test bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ report: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/initstudy bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -185,6 +185,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
             "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
             "final": figure_uri(plots.final_accuracy(outcomes, present)),
             "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
+            "signal": None,  # runs recorded without diagnostics (imported or older) have no signal figure
         }
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))

@@ -92,19 +92,21 @@ class InitStudyModule(pl.LightningModule):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
-        # Sums stay on the device; one sync per epoch instead of one per step.
-        n = torch.tensor(float(len(y)), device=loss.device)
-        for key, value in ((f"{stage}_loss", loss.detach() * n), (f"{stage}_correct", (logits.argmax(1) == y).sum()),
-                           (f"{stage}_n", n)):
-            self._sums[key] = self._sums.get(key, 0) + value
+        # Sums stay on the device: one sync per epoch instead of one per step.
+        self._add(f"{stage}_loss", loss.detach() * len(y))
+        self._add(f"{stage}_n", len(y))
+        if stage == "val":  # training accuracy is not recorded, so it is not computed
+            self._add("val_correct", (logits.argmax(1) == y).sum())
         return loss
+
+    def _add(self, key: str, value) -> None:
+        self._sums[key] = self._sums.get(key, 0) + value
 
     def _epoch_means(self, stage: str) -> dict:
         n = float(self._sums.pop(f"{stage}_n"))
         out = {f"{stage}_loss": float(self._sums.pop(f"{stage}_loss")) / n}
-        correct = self._sums.pop(f"{stage}_correct")
         if stage == "val":
-            out["val_acc"] = float(correct) / n
+            out["val_acc"] = float(self._sums.pop("val_correct")) / n
         return out
 
     @torch.no_grad()
@@ -174,9 +176,10 @@ def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "au
     diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe())
     module = InitStudyModule(net, spec)
     dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
+    # barebones: none of Lightning's logging, progress, checkpoint or summary machinery runs per step;
+    # the module keeps its own per-epoch history instead.
     trainer = pl.Trainer(accelerator="cuda" if accelerator == "gpu" else accelerator, devices=1,
-                         max_epochs=spec.epochs, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                         max_epochs=spec.epochs, barebones=True, num_sanity_val_steps=0)
     status, diverged_epoch = "done", None
     try:
         trainer.fit(module, datamodule=dm)
