@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from . import plots
 from .analysis import CellResult, Results, analyze, run_outcomes
 from .config import Study, expand
-from .data import load_dataset
+from .data import PROBE_IMAGES, load_dataset
 from .errors import StoreError
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
@@ -198,7 +198,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
         statuses[s] = statuses.get(s, 0) + 1
     context = {
         "study": study, "methods": methods(study, dataset.description), "cells": cells,
-        "alpha": study.alpha, "n_runs": n_runs, "n_missing": len(missing), "statuses": statuses,
+        "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": n_runs, "n_missing": len(missing), "statuses": statuses,
         "versions": versions(), "commit": _git_commit(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
