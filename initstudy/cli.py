@@ -162,11 +162,10 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from .config import load_study
+    from .config import expand, load_study
     from .data import load_dataset
     from .diagnostics import layer_diagnostics
     from .training import build_run
-    from .config import expand
 
     overrides = [f"dataset={args.dataset}", f"models=[{args.model}]", f"activations=[{args.activation}]",
                  f"initializers=[{args.init}]", f"seeds=[{args.seed}]"]

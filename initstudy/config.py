@@ -20,7 +20,7 @@ import yaml
 
 from .data import DATASETS
 from .errors import StudyError
-from .initializers import INITIALIZERS, InitSpec, make_spec
+from .initializers import InitSpec, make_spec
 from .models import ACTIVATIONS, MODELS
 
 PRESETS_DIR = Path(__file__).parent / "studies"
@@ -347,6 +347,3 @@ def describe_keys() -> dict[str, str]:
     """Study keys with their help text, for `initstudy list`."""
     return {k: h for k, (_d, _k, h) in _DEFAULTS.items()}
 
-
-__all__ = ["Study", "RunSpec", "load_study", "expand", "presets", "parse_override", "describe_keys",
-           "INITIALIZERS"]
