@@ -31,6 +31,23 @@ def _parser() -> argparse.ArgumentParser:
                        description="Analyse the finished runs of a study and write DIR/<study>/report/report.html "
                                    "and results.json.")
     _study_args(p)
+    p = sub.add_parser("import", help="import a tidy CSV of per-epoch logs from any trainer as a study",
+                       description="Check a tidy CSV (one row per run and epoch; columns initializer, seed, epoch, "
+                                   "val_acc, optional run, val_loss, train_loss, diverged and factor columns) and "
+                                   "store it as DIR/<study>/imported.csv for `initstudy analyze`.")
+    p.add_argument("csv", metavar="FILE.csv")
+    p.add_argument("--study", required=True, help="name to store the imported study under")
+    p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
+    p.add_argument("--budget-epochs", type=int, default=None,
+                   help="the epoch budget runs were given (default: the largest epoch in the file)")
+    p = sub.add_parser("analyze", help="run the statistics and write results.json (no figures)",
+                       description="Analyse a trained or imported study and write results.json "
+                                   "(default DIR/<study>/report/results.json).")
+    _study_args(p)
+    p.add_argument("--threshold", type=float, default=None, help="validation accuracy that counts as reached "
+                   "(default: the study's, or 0.9 for imported logs)")
+    p.add_argument("--alpha", type=float, default=None, help="significance level (default: the study's, or 0.05)")
+    p.add_argument("--out", default=None, help="where to write results.json")
     p = sub.add_parser("inspect", help="per-layer signal statistics of one model at initialization, no training",
                        description="Build a model, initialise it, and report per layer the weight std (and what the "
                                    "initializer's formula predicts), the activation and gradient std on a batch of "
@@ -161,6 +178,46 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    from .importing import import_csv
+
+    summary = import_csv(args.csv, args.runs_dir, args.study, args.budget_epochs)
+    print(f"imported {summary['runs']} runs ({summary['rows']} rows, initializers: "
+          f"{', '.join(summary['initializers'])}; factors: {', '.join(summary['factors']) or 'none'}; budget "
+          f"{summary['budget_epochs']} epochs) into {args.runs_dir}/{args.study}; "
+          f"next: initstudy analyze --study {args.study} --threshold X")
+    return 0
+
+
+def _cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    from .analysis import analyze
+    from .config import load_study
+    from .importing import load_imported
+    from .report import analyze_study
+    from .store import write_json
+
+    for name, value in (("threshold", args.threshold), ("alpha", args.alpha)):
+        if value is not None and not 0 < value <= 1:
+            raise InitStudyError(f"--{name} must be in (0, 1], got {value}")
+    imported = load_imported(args.runs_dir, args.study)
+    if imported is not None and not args.overrides:
+        tidy, factors, budget = imported
+        threshold = 0.9 if args.threshold is None else args.threshold
+        results = analyze(tidy, factors, threshold, budget, 0.05 if args.alpha is None else args.alpha, args.study)
+    else:
+        extra = [f"{k}={v}" for k, v in (("threshold", args.threshold), ("alpha", args.alpha)) if v is not None]
+        study = load_study(args.study, [*args.overrides, *extra])
+        results = analyze_study(study, args.runs_dir)[0]
+    name = args.study if imported is not None else load_study(args.study, args.overrides).name
+    out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
+    write_json(out, results.to_dict())
+    print(f"wrote {out} ({len(results.cells)} cell{'s' if len(results.cells) != 1 else ''}, threshold "
+          f"{results.threshold:g})")
+    return 0
+
+
 def _cmd_inspect(args) -> int:
     from .config import expand, load_study
     from .data import load_dataset
@@ -218,7 +275,7 @@ def _cmd_bench(args) -> int:
     return 0 if all(ok.values()) else 1
 
 
-COMMANDS = {"bench": _cmd_bench, "train": _cmd_train, "report": _cmd_report, "list": _cmd_list, "inspect": _cmd_inspect}
+COMMANDS = {"import": _cmd_import, "analyze": _cmd_analyze, "bench": _cmd_bench, "train": _cmd_train, "report": _cmd_report, "list": _cmd_list, "inspect": _cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:
