@@ -79,6 +79,21 @@ class PairwiseResult:
 
 
 @dataclass(frozen=True)
+class CoxResult:
+    initializer: str
+    reference: str
+    hazard_ratio: float | None  # > 1: reaches the threshold sooner than the reference
+    ci: tuple[float | None, float | None]  # 95% Wald interval
+    pvalue: float | None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"initializer": self.initializer, "reference": self.reference,
+                "hazard_ratio": _num(self.hazard_ratio), "ci": [_num(self.ci[0]), _num(self.ci[1])],
+                "pvalue": _num(self.pvalue), "note": self.note}
+
+
+@dataclass(frozen=True)
 class ArmSummary:
     initializer: str
     n_runs: int
@@ -111,6 +126,7 @@ class CellResult:
     final_pairwise: tuple[PairwiseResult, ...]
     ett_omnibus: tuple[TestResult, ...]
     ett_pairwise: tuple[PairwiseResult, ...]
+    ett_cox: tuple[CoxResult, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -128,6 +144,7 @@ class CellResult:
             "epochs_to_threshold": {
                 "omnibus": [t.to_dict() for t in self.ett_omnibus],
                 "pairwise": [p.to_dict() for p in self.ett_pairwise],
+                "cox": [c.to_dict() for c in self.ett_cox],
                 "kaplan_meier": {a.initializer: [{"epoch": e, "survival": _num(s)} for e, s in a.kaplan_meier]
                                  for a in self.arms},
             },
@@ -233,6 +250,41 @@ def logrank(time, event, group, strata=None) -> TestResult:
     return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
 
 
+def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
+    """Hazard ratios of reaching the threshold vs `reference`: Cox PH with Efron ties, stratified by seed
+    when `strata` is given. Arms without events (or all arms, when the reference has none) are not
+    estimable: the partial likelihood has no finite maximum, so they are reported as None with a note."""
+    import warnings
+
+    from statsmodels.duration.hazard_regression import PHReg
+
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    arms = [g for g in dict.fromkeys(group) if g != reference]
+    events = {g: int(event[group == g].sum()) for g in [reference, *arms]}
+    if events[reference] == 0:
+        return [CoxResult(a, reference, None, (None, None), None, "reference never reached the threshold")
+                for a in arms]
+    fit_arms = [a for a in arms if events[a] > 0]
+    out = {a: CoxResult(a, reference, None, (None, None), None, "never reached the threshold: not estimable")
+           for a in arms if events[a] == 0}
+    keep = np.isin(group, [reference, *fit_arms])
+    if fit_arms:
+        x = np.column_stack([(group[keep] == a).astype(float) for a in fit_arms])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; non-finite results are checked below
+            res = PHReg(time[keep], x, status=event[keep], ties="efron",
+                        strata=None if strata is None else np.asarray(strata)[keep]).fit()
+        with np.errstate(over="ignore"):  # a separated arm overflows; it is flagged below
+            ci, hrs = np.exp(res.conf_int()), np.exp(res.params)
+        for j, a in enumerate(fit_arms):
+            hr, p = float(hrs[j]), float(res.pvalues[j])
+            finite = math.isfinite(hr) and math.isfinite(p) and 1e-8 < hr < 1e8
+            out[a] = CoxResult(a, reference, hr if finite else None,
+                               (float(ci[j, 0]), float(ci[j, 1])) if finite else (None, None),
+                               p if finite else None, "" if finite else "did not converge (separation)")
+    return [out[a] for a in arms]
+
+
 # ---------------------------------------------------------------- final accuracy
 
 def _scores(o: pd.DataFrame) -> pd.Series:
@@ -245,6 +297,19 @@ def friedman(matrix: np.ndarray) -> TestResult:
         return TestResult("friedman", 0.0, matrix.shape[1] - 1, 1.0, "all initializers tie within every seed")
     stat, p = stats.friedmanchisquare(*matrix.T)
     return TestResult("friedman", float(stat), matrix.shape[1] - 1, float(p))
+
+
+def iman_davenport(fr: TestResult, n: int, k: int) -> TestResult:
+    """Iman & Davenport's (1980) F form of Friedman's statistic: F = (n-1) chi2 / (n(k-1) - chi2),
+    df (k-1, (k-1)(n-1)); less conservative than the chi-square approximation."""
+    if fr.statistic is None:
+        return TestResult("iman_davenport", None, None, None)
+    denom = n * (k - 1) - fr.statistic
+    if denom <= 0:  # every block ranks the arms identically: F is infinite
+        return TestResult("iman_davenport", None, None, 0.0, "perfect agreement across seeds")
+    f = (n - 1) * fr.statistic / denom
+    df1, df2 = k - 1, (k - 1) * (n - 1)
+    return TestResult("iman_davenport", f, df1, float(stats.f.sf(f, df1, df2)), f"df2 = {df2}")
 
 
 def kruskal(groups: list[np.ndarray]) -> TestResult:
@@ -304,8 +369,9 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
 # ---------------------------------------------------------------- one cell
 
 def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: int,
-                 order: list[str] | None = None) -> CellResult:
-    """All tests for one cell. `tidy`: the cell's rows (TIDY_COLUMNS); `order`: initializer order."""
+                 order: list[str] | None = None, reference: str | None = None) -> CellResult:
+    """All tests for one cell. `tidy`: the cell's rows (TIDY_COLUMNS); `order`: initializer order;
+    `reference`: the arm hazard ratios compare against (default: the first arm that reached the threshold)."""
     o = run_outcomes(tidy, threshold, budget)
     inits = [i for i in (order or sorted(o["initializer"].unique())) if i in set(o["initializer"])]
     seed_sets = {i: frozenset(o.loc[o["initializer"] == i, "seed"]) for i in inits}
@@ -335,7 +401,8 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
         wide = scores.pivot(index="seed", columns="initializer", values="score")[inits]
         raw = o.pivot(index="seed", columns="initializer", values="final_acc")[inits]
         if len(inits) >= 3:
-            final_omnibus.append(friedman(wide.to_numpy()))
+            fr = friedman(wide.to_numpy())
+            final_omnibus += [fr, iman_davenport(fr, len(wide), len(inits))]
         pairs = []
         for a, b in itertools.combinations(inits, 2):
             stat, p = wilcoxon(wide[a].to_numpy(), wide[b].to_numpy())
@@ -364,14 +431,19 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
         lr_pairs.append((a, b, t.statistic, t.pvalue))
     adjusted = holm([p[3] for p in lr_pairs])
     ett_pairwise = [PairwiseResult(a, b, "logrank", s, p, q) for (a, b, s, p), q in zip(lr_pairs, adjusted)]
+    if reference not in inits:
+        reached = [a.initializer for a in arms if a.n_reached]
+        reference = reached[0] if reached else inits[0]
+    ett_cox = sorted(cox(time, event, group, reference, strata) if len(inits) >= 2 else [],
+                     key=lambda c: inits.index(c.initializer))
 
     return CellResult(factors, "paired" if paired else "unpaired", seeds, threshold, budget, tuple(arms),
                       tuple(final_omnibus), tuple(final_pairwise), tuple(ett_omnibus), tuple(ett_pairwise),
-                      tuple(notes))
+                      tuple(ett_cox), tuple(notes))
 
 
 def analyze(tidy: pd.DataFrame, factor_columns: list[str], threshold: float, budget: int, alpha: float,
-            study: str, order: list[str] | None = None) -> Results:
+            study: str, order: list[str] | None = None, reference: str | None = None) -> Results:
     """Split `tidy` into cells by `factor_columns` and analyse each; cells keep first-seen order."""
     cells = []
     if factor_columns:
@@ -381,5 +453,5 @@ def analyze(tidy: pd.DataFrame, factor_columns: list[str], threshold: float, bud
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
         factors = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(factor_columns, key)}
-        cells.append(analyze_cell(g, factors, threshold, budget, order))
+        cells.append(analyze_cell(g, factors, threshold, budget, order, reference))
     return Results(study, threshold, alpha, tuple(cells))

@@ -50,6 +50,7 @@ class Study:
     weight_decay: float  # L2 penalty coefficient
     threshold: float  # validation accuracy (fraction) that defines epochs-to-threshold
     alpha: float  # significance level for verdicts
+    reference: str | None  # initializer label hazard ratios compare against; None: first arm that reached
     accelerator: str  # Lightning accelerator: auto, cpu, gpu
     source: str  # where the study was read from (preset name or path)
 
@@ -76,6 +77,7 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "weight_decay": (0.0, "float>=0", "L2 penalty"),
     "threshold": (0.9, "fraction", "validation accuracy that counts as reached"),
     "alpha": (0.05, "fraction", "significance level"),
+    "reference": (None, "optstr", "initializer label that hazard ratios compare against"),
     "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
 }
 
@@ -271,6 +273,10 @@ def _check_grid(study: Study) -> None:
     from .initializers import check_applicable
     from .models import build_model
 
+    labels = [i.label for i in study.initializers]
+    if study.reference is not None and study.reference not in labels:
+        raise StudyError(f"study {study.source}: reference {study.reference!r} is not one of the initializers "
+                         f"({', '.join(labels)})")
     channels, size, classes = DATASET_SHAPES[study.dataset]
     for model in study.models:
         params = dict(model_params_for(study, model))

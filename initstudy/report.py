@@ -129,7 +129,8 @@ def analyze_study(study: Study, runs_dir: str | Path) -> tuple[Results, pd.DataF
         raise StoreError(f"no finished runs of study {study.name!r} in {store.root}; run "
                          f"`initstudy train --study {study.source}` first (with the same --set options)")
     order = [i.label for i in study.initializers]
-    results = analyze(tidy, factor_columns, study.threshold, study.epochs, study.alpha, study.name, order)
+    results = analyze(tidy, factor_columns, study.threshold, study.epochs, study.alpha, study.name, order,
+                      study.reference)
     return results, tidy, factor_columns, missing
 
 

@@ -210,3 +210,61 @@ def test_stratified_logrank_agrees_with_statsmodels_and_survives_ties():
     tied = logrank(np.array([2.0, 2.0, 3.0, 3.0]), np.array([1, 1, 1, 1]), np.array(["a", "b", "a", "b"]),
                    np.array([0, 0, 1, 1]))
     assert tied.pvalue is None and tied.df == 0
+
+
+def test_cox_efron_matches_r_coxph_on_gehan():
+    # R (survival, Efron ties by default): coxph(Surv(time, cens) ~ treat, data = MASS::gehan)
+    # -> coef 1.572, exp(coef) 4.817, se(coef) 0.412, p = 0.00014 (control vs 6-MP).
+    from initstudy.analysis import cox
+
+    t = np.array(GEHAN_6MP + GEHAN_PLACEBO, float)
+    e = np.array(GEHAN_6MP_EVENT + [1] * 21)
+    g = np.array(["6mp"] * 21 + ["placebo"] * 21)
+    (res,) = cox(t, e, g, reference="6mp")
+    assert res.initializer == "placebo" and res.reference == "6mp"
+    assert np.log(res.hazard_ratio) == pytest.approx(1.572, abs=5e-4)
+    se = (np.log(res.ci[1]) - np.log(res.ci[0])) / (2 * 1.959964)
+    assert se == pytest.approx(0.412, abs=5e-4)
+    assert res.pvalue == pytest.approx(0.00014, abs=1e-5)
+
+
+def test_iman_davenport_by_hand():
+    # RoundingTimes: chi2 = 11.143, n = 22, k = 3 -> F = 21 * 11.143 / (44 - 11.143) = 7.1217 on (2, 42).
+    from initstudy.analysis import TestResult, iman_davenport
+
+    res = iman_davenport(TestResult("friedman", 11.142857142857, 2, 0.0038), 22, 3)
+    assert res.statistic == pytest.approx(21 * 11.142857142857 / (44 - 11.142857142857))
+    assert res.statistic == pytest.approx(7.1217, abs=1e-4)
+    assert res.pvalue == pytest.approx(stats_f_sf(7.12174, 2, 42), rel=1e-3)
+
+
+def stats_f_sf(f, d1, d2):
+    from scipy import stats
+
+    return stats.f.sf(f, d1, d2)
+
+
+def test_cox_planted_effect_and_unestimable_arm():
+    rng = np.random.default_rng(8)
+    # Overlapping arms: with complete separation inside every seed the stratified partial likelihood has
+    # no finite maximum (reported as such), so the planted effect is strong but not total.
+    tidy = synthetic({"slow": lambda r: r.integers(4, 10), "fast": lambda r: r.integers(2, 6),
+                      "never": lambda r: 99}, 12, 10, rng)
+    cell = analyze_cell(tidy, {}, 0.9, 10, ["never", "slow", "fast"])
+    hr = {c.initializer: c for c in cell.ett_cox}
+    assert cell.ett_cox[0].reference == "slow"  # first arm that reached the threshold
+    assert hr["fast"].hazard_ratio > 1 and hr["fast"].pvalue < 0.05
+    assert hr["never"].hazard_ratio is None and "not estimable" in hr["never"].note
+    twin = analyze_cell(synthetic({"a": lambda r: r.integers(2, 9), "b": lambda r: r.integers(2, 9)}, 10, 10,
+                                  np.random.default_rng(9)), {}, 0.9, 10, ["a", "b"])
+    assert twin.ett_cox[0].ci[0] < 1 < twin.ett_cox[0].ci[1]
+
+
+def test_cox_reports_separation_instead_of_a_huge_ratio():
+    from initstudy.analysis import cox
+
+    t = np.array([2, 2, 2, 2, 6, 6, 6, 6], float)
+    e = np.ones(8, int)
+    g = np.array(["fast"] * 4 + ["slow"] * 4)
+    (res,) = cox(t, e, g, reference="slow", strata=np.array([0, 1, 2, 3] * 2))
+    assert res.hazard_ratio is None and "separation" in res.note
