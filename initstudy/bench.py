@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .config import RunSpec, Study, expand, load_study
 from .data import TensorBatches, load_dataset
 from .store import RunStore
-from .training import EVAL_BATCH, build_run, derive_seed, train_run
+from .training import EVAL_BATCH, build_run, derive_seed, make_optimizer, train_run
 
 REFERENCE = ["models=[simple, plain]", "depth=6", "width=16", "epochs=3", "seeds=3", "batch_size=64",
              "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k", "lr=0.01"]
@@ -33,8 +33,7 @@ def raw_run(spec: RunSpec, data_dir: str | None = None) -> list[dict]:
     dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
     torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
-    opt = (torch.optim.Adam(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay) if spec.optimizer == "adam"
-           else torch.optim.SGD(net.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay))
+    opt = make_optimizer(spec, net.parameters())
     order = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
 
     @torch.no_grad()

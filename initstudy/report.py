@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from . import plots
 from .analysis import CellResult, Results, analyze, run_outcomes
 from .config import Study, expand
-from .data import PROBE_IMAGES, load_dataset
+from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
 from .errors import StoreError
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
@@ -92,7 +92,7 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
     return out
 
 
-def methods(study: Study, dataset_description: str) -> dict:
+def methods(study: Study) -> dict:
     inits = []
     for spec in study.initializers:
         init = INITIALIZERS[spec.name]
@@ -106,7 +106,7 @@ def methods(study: Study, dataset_description: str) -> dict:
               for m in study.models]
     optimizer = (f"SGD with momentum {study.momentum:g}" if study.optimizer == "sgd" else "Adam") + \
         f", learning rate {study.lr:g} (constant), weight decay {study.weight_decay:g}"
-    return {"dataset": dataset_description, "models": models, "initializers": inits,
+    return {"dataset": DATASET_DESCRIPTIONS[study.dataset], "models": models, "initializers": inits,
             "activations": ", ".join(study.activations), "seeds": ", ".join(map(str, study.seeds)),
             "n_seeds": len(study.seeds), "epochs": study.epochs, "batch_size": study.batch_size,
             "optimizer": optimizer, "threshold": study.threshold, "alpha": study.alpha}
@@ -173,9 +173,9 @@ def signal_rows(diag: pd.DataFrame, cell: CellResult) -> list[dict]:
 def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> tuple[Results, str]:
     results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
     order = [i.label for i in study.initializers]
-    dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
     store = RunStore(runs_dir, study.name)
-    diag = diagnostics_frame(expand(study), store)
+    specs = expand(study)
+    diag = diagnostics_frame(specs, store)
     cells = []
     for cell in results.cells:
         cell_tidy = _in_cell(tidy, cell.factors)
@@ -192,13 +192,13 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
         cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, study.alpha),
                       "figures": figures, "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
-    n_runs = len(expand(study))
+    n_runs = len(specs)
     statuses = {}
-    for spec in expand(study):
+    for spec in specs:
         s = store.status(spec.run_id) or "not started"
         statuses[s] = statuses.get(s, 0) + 1
     context = {
-        "study": study, "methods": methods(study, dataset.description), "cells": cells,
+        "study": study, "methods": methods(study), "cells": cells,
         "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": n_runs, "n_missing": len(missing), "statuses": statuses,
         "versions": versions(), "commit": _git_commit(),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

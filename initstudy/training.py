@@ -120,11 +120,8 @@ class InitStudyModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         dm = self.trainer.datamodule
-        row = {"epoch": 0, **self._evaluate(dm.train_eval_batches(), "train"),
-               **self._evaluate(dm.val_dataloader(), "val")}
-        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
-            raise _Diverged(0)
-        self.history.append(row)
+        self._record({"epoch": 0, **self._evaluate(dm.train_eval_batches(), "train"),
+                      **self._evaluate(dm.val_dataloader(), "val")})
 
     def training_step(self, batch, batch_idx):
         return self._common_step(batch, "train")
@@ -136,17 +133,23 @@ class InitStudyModule(pl.LightningModule):
         self._val = self._epoch_means("val")
 
     def on_train_epoch_end(self) -> None:
-        epoch = self.current_epoch + 1
-        row = {"epoch": epoch, **self._epoch_means("train"), **self._val}
+        self._record({"epoch": self.current_epoch + 1, **self._epoch_means("train"), **self._val})
+
+    def _record(self, row: dict) -> None:
+        """Append an epoch's row, or end the run as diverged when a loss is not finite."""
         if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
-            raise _Diverged(epoch)
+            raise _Diverged(row["epoch"])
         self.history.append(row)
 
     def configure_optimizers(self):
-        s = self.spec
-        if s.optimizer == "adam":
-            return torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        return torch.optim.SGD(self.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        return make_optimizer(self.spec, self.parameters())
+
+
+def make_optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
+    """The run's optimizer: Adam, or SGD with momentum; constant learning rate."""
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
 
 
 def quiet_lightning() -> None:
@@ -162,7 +165,7 @@ def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
     net = build_model(spec.model, dataset.in_channels, dataset.image_size, dataset.num_classes,
                       spec.activation, **dict(spec.model_params))
     apply_init(net, spec.init, spec.activation, torch.Generator().manual_seed(derive_seed(spec.seed, "init")),
-               batch=dataset.probe()[0])
+               batch=dataset.probe[0])
     return net
 
 
@@ -173,7 +176,7 @@ def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "au
     dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
     torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
-    diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe())
+    diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)
     module = InitStudyModule(net, spec)
     dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
     # barebones: none of Lightning's logging, progress, checkpoint or summary machinery runs per step;

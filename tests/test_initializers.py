@@ -253,7 +253,7 @@ def test_lsuv_gives_unit_output_std_on_real_data():
     from initstudy.data import load_dataset
     from initstudy.diagnostics import layer_diagnostics
 
-    x, y = load_dataset("mnist5k", None, 0).probe()
+    x, y = load_dataset("mnist5k", None, 0).probe
     net = build_model("plain", 1, 28, 10, "tanh", depth=8, width=16)
     spec = make_spec("lsuv", {"tol": 0.05})
     apply_init(net, spec, "tanh", torch.Generator().manual_seed(0), batch=x)
@@ -310,7 +310,7 @@ def test_signal_propagation_20_layers_on_real_data():
     from initstudy.data import load_dataset
     from initstudy.diagnostics import layer_diagnostics
 
-    x, y = load_dataset("mnist5k", None, 0).probe()
+    x, y = load_dataset("mnist5k", None, 0).probe
     stds = {}
     for name in ("kaiming_normal", "xavier_normal", "zeros"):
         net = build_model("plain", 1, 28, 10, "relu", depth=20, width=32)
