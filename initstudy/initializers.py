@@ -180,7 +180,7 @@ def _lsuv(model, spec, activation, g, batch, tol, max_iter):
     """Mishkin & Matas (2015): orthonormal init, then scale each layer in forward order to unit output std."""
     for layer in _layers(model):
         nn.init.orthogonal_(layer.weight, gain=1.0, generator=g)
-        _set_bias(layer, spec)
+        _set_bias(layer, spec, g)
     if batch is None:
         raise ValueError("lsuv needs a batch of training data")
     was_training = model.training
@@ -215,7 +215,7 @@ def _zero(model, spec, activation, g, batch):
                 w.copy_(mat)
             else:
                 w[(slice(None), slice(None), *(k // 2 for k in w.shape[2:]))] = mat
-        _set_bias(layer, spec)
+        _set_bias(layer, spec, g)
 
 
 def _fixup(model, spec, activation, g, batch):
@@ -236,7 +236,7 @@ def _fixup(model, spec, activation, g, batch):
             nn.init.normal_(layer.weight, 0.0, gain / math.sqrt(fi), generator=g)
             if id(layer) in inside:
                 layer.weight.mul_(scale)
-        _set_bias(layer, spec)
+        _set_bias(layer, spec, g)
     for s in model.modules():
         if isinstance(s, Scalar):
             nn.init.zeros_(s.value) if s.mode == "bias" else nn.init.ones_(s.value)
@@ -439,7 +439,7 @@ def bias_policy(spec: InitSpec):
     return INITIALIZERS[spec.name].bias if spec.bias is None else spec.bias
 
 
-def _set_bias(layer: nn.Module, spec: InitSpec, g: torch.Generator | None = None) -> None:
+def _set_bias(layer: nn.Module, spec: InitSpec, g: torch.Generator) -> None:
     if layer.bias is None:
         return
     policy = bias_policy(spec)
