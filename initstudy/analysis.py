@@ -1,96 +1,122 @@
-"""Statistics per cell: censored epochs-to-threshold and final accuracy, as frozen result objects.
+"""Statistics per cell: censored epochs-to-threshold, final and best accuracy, divergence and power.
 
 Input is a tidy frame, one row per run and epoch (see `TIDY_COLUMNS`), built from
-the run store by `tidy_from_store`. A cell is one combination of the factors
-other than initializer and seed; each cell is one family for Holm's correction.
+the run store by `tidy_frame` or read from an imported CSV. A cell is one
+combination of the factors other than initializer and seed; each test family in
+a cell is one family for Holm's correction.
 
 Epochs-to-threshold is a right-censored time: the first epoch whose validation
 accuracy reaches the threshold is an event; a run that never reaches it is
 censored at the epoch budget (a diverged run too: it did not reach the
 threshold within the budget). Censored runs are never imputed.
+
+The primary tests are fixed in advance by the design, never chosen by the
+assumption checks, which are reported beside them.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from statsmodels.duration.survfunc import SurvfuncRight
-from statsmodels.stats.multitest import multipletests
+
+from .stats import (N_BOOT, POWER, Comparison, CoxResult, Effect, TestResult, _num, accuracy_effects, anova,
+                    cochran_q, cox, cox_interaction, friedman, games_howell, holm, iman_davenport, kaplan_meier,
+                    kruskal, levene, logrank, mannwhitney, mde_hazard_ratio, mde_t, paired_t, proportions_test,
+                    rm_anova, rmst, rmst_difference, seeds_needed, shapiro, tukey_hsd, two_way_anova, welch_anova,
+                    wilcoxon, wilson)
 
 SCHEMA = "initstudy.results/1"
 TIDY_COLUMNS = ("run", "initializer", "seed", "epoch", "val_acc", "val_loss", "train_loss", "diverged")
 DIVERGED_SCORE = -1.0  # rank tests score a diverged run below any accuracy in [0, 1]
-N_BOOT = 2000  # bootstrap resamples of seeds for effect-size intervals
 BOOT_SEED = 20240917  # fixed so the same runs give byte-identical results
+TARGET_EFFECT = 0.8  # default standardized effect the power section asks about (Cohen's "large")
 
-
-def _num(x) -> float | None:
-    """A JSON-safe float: NaN and infinities become None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-@dataclass(frozen=True)
-class TestResult:
-    test: str  # friedman | kruskal | logrank
-    statistic: float | None
-    df: float | None
-    pvalue: float | None
-    note: str = ""
-
-    def to_dict(self) -> dict:
-        return {"test": self.test, "statistic": _num(self.statistic), "df": _num(self.df),
-                "pvalue": _num(self.pvalue), "note": self.note}
-
-
-@dataclass(frozen=True)
-class Effect:
-    name: str  # e.g. "median_difference" (a - b, accuracy fraction)
-    value: float | None
-    ci: tuple[float | None, float | None]  # 95% percentile bootstrap over seeds
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "value": _num(self.value), "ci": [_num(self.ci[0]), _num(self.ci[1])]}
+PRIMARY = {
+    "paired": {"epochs_to_threshold": "log-rank stratified by seed; pairwise log-rank, Holm",
+               "final_accuracy": "Friedman; pairwise Wilcoxon signed-rank (zeros split), Holm"},
+    "unpaired": {"epochs_to_threshold": "log-rank; pairwise log-rank, Holm",
+                 "final_accuracy": "Kruskal-Wallis; pairwise Mann-Whitney U, Holm"},
+}
 
 
 @dataclass(frozen=True)
 class PairwiseResult:
     a: str
     b: str
-    test: str  # wilcoxon | mannwhitney | logrank
+    test: str  # wilcoxon | paired_t | mannwhitney | tukey_hsd | games_howell | logrank
     statistic: float | None
-    pvalue: float | None
-    pvalue_holm: float | None
-    effect: Effect | None = None
+    pvalue: float | None  # for tukey_hsd and games_howell: already adjusted by the procedure
+    pvalue_holm: float | None  # None where the procedure adjusts for the family itself
+    effect: Effect | None = None  # the effect size this test speaks to
+    effects: tuple[Effect, ...] = ()  # every effect size for the pair
+    df: float | None = None
+    adjustment: str = "holm"  # holm | tukey | games_howell
+
+    @property
+    def pvalue_adjusted(self) -> float | None:
+        return self.pvalue_holm if self.adjustment == "holm" else self.pvalue
 
     def to_dict(self) -> dict:
-        d = {"a": self.a, "b": self.b, "test": self.test, "statistic": _num(self.statistic),
-             "pvalue": _num(self.pvalue), "pvalue_holm": _num(self.pvalue_holm)}
+        d = {"a": self.a, "b": self.b, "test": self.test, "statistic": _num(self.statistic), "df": _num(self.df),
+             "pvalue": _num(self.pvalue), "pvalue_holm": _num(self.pvalue_holm),
+             "pvalue_adjusted": _num(self.pvalue_adjusted), "adjustment": self.adjustment}
         if self.effect is not None:
             d["effect"] = self.effect.to_dict()
+        if self.effects:
+            d["effects"] = [e.to_dict() for e in self.effects]
         return d
 
 
 @dataclass(frozen=True)
-class CoxResult:
-    initializer: str
-    reference: str
-    hazard_ratio: float | None  # > 1: reaches the threshold sooner than the reference
-    ci: tuple[float | None, float | None]  # 95% Wald interval
+class Check:
+    """An assumption check, reported beside the tests it concerns (it never picks the test)."""
+    test: str  # shapiro | levene
+    target: str  # what was checked, e.g. "final accuracy differences a - b"
+    statistic: float | None
     pvalue: float | None
     note: str = ""
 
     def to_dict(self) -> dict:
-        return {"initializer": self.initializer, "reference": self.reference,
-                "hazard_ratio": _num(self.hazard_ratio), "ci": [_num(self.ci[0]), _num(self.ci[1])],
+        return {"test": self.test, "target": self.target, "statistic": _num(self.statistic),
                 "pvalue": _num(self.pvalue), "note": self.note}
+
+
+@dataclass(frozen=True)
+class AccuracyTests:
+    omnibus: tuple[TestResult, ...]
+    pairwise: tuple[PairwiseResult, ...]
+    checks: tuple[Check, ...]
+
+    def to_dict(self) -> dict:
+        return {"omnibus": [t.to_dict() for t in self.omnibus], "pairwise": [p.to_dict() for p in self.pairwise],
+                "assumptions": [c.to_dict() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class Power:
+    alpha_per_comparison: float  # alpha / comparisons: Holm's strictest step, so a conservative bound
+    comparisons: int
+    n_seeds: int  # pairs (paired) or the smallest arm (unpaired)
+    mde_standardized: float | None  # d_z (paired) or d (unpaired) detectable with POWER
+    mde_accuracy: float | None  # the same in accuracy units, via the observed SD
+    target_effect: float
+    seeds_needed: int  # for target_effect at alpha_per_comparison with POWER
+    min_wilcoxon_p: float | None  # smallest two-sided exact signed-rank p with n pairs (paired only)
+    events_per_arm: float
+    mde_hazard_ratio: float | None  # for two arms with the cell's mean events per arm (Schoenfeld)
+    underpowered: bool
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"power": POWER, "alpha_per_comparison": self.alpha_per_comparison, "comparisons": self.comparisons,
+                "n_seeds": self.n_seeds, "mde_standardized": _num(self.mde_standardized),
+                "mde_accuracy": _num(self.mde_accuracy), "target_effect": self.target_effect,
+                "seeds_needed": self.seeds_needed, "min_wilcoxon_p": _num(self.min_wilcoxon_p),
+                "events_per_arm": _num(self.events_per_arm), "mde_hazard_ratio": _num(self.mde_hazard_ratio),
+                "underpowered": self.underpowered, "reasons": list(self.reasons)}
 
 
 @dataclass(frozen=True)
@@ -105,13 +131,18 @@ class ArmSummary:
     median_epochs: float | None  # Kaplan-Meier median epochs-to-threshold; None if not reached
     median_epochs_ci: tuple[float | None, float | None]
     kaplan_meier: tuple[tuple[int, float], ...]  # (epoch, P(not yet reached)) for epoch 0..budget
+    diverged_ci: tuple[float | None, float | None] = (None, None)  # Wilson 95% interval of the rate
+    best_acc_mean: float | None = None
+    rmst: float | None = None  # restricted mean epochs to threshold over [0, budget]
+    rmst_ci: tuple[float | None, float | None] = (None, None)  # 95%, Greenwood-type SE
 
     def to_dict(self) -> dict:
         return {"initializer": self.initializer, "n_runs": self.n_runs, "n_diverged": self.n_diverged,
                 "final_acc_mean": _num(self.final_acc_mean), "final_acc_median": _num(self.final_acc_median),
-                "final_acc_sd": _num(self.final_acc_sd), "n_reached": self.n_reached,
-                "median_epochs": _num(self.median_epochs),
-                "median_epochs_ci": [_num(self.median_epochs_ci[0]), _num(self.median_epochs_ci[1])]}
+                "final_acc_sd": _num(self.final_acc_sd), "best_acc_mean": _num(self.best_acc_mean),
+                "n_reached": self.n_reached, "median_epochs": _num(self.median_epochs),
+                "median_epochs_ci": [_num(self.median_epochs_ci[0]), _num(self.median_epochs_ci[1])],
+                "rmst": _num(self.rmst), "rmst_ci": [_num(self.rmst_ci[0]), _num(self.rmst_ci[1])]}
 
 
 @dataclass(frozen=True)
@@ -125,9 +156,13 @@ class CellResult:
     final_omnibus: tuple[TestResult, ...]
     final_pairwise: tuple[PairwiseResult, ...]
     ett_omnibus: tuple[TestResult, ...]
-    ett_pairwise: tuple[PairwiseResult, ...]
+    ett_pairwise: tuple[PairwiseResult, ...]  # log-rank, effect: RMST difference a - b
     ett_cox: tuple[CoxResult, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    final_checks: tuple[Check, ...] = ()
+    best: AccuracyTests | None = None
+    divergence_test: TestResult | None = None
+    power: Power | None = None
 
     @property
     def initializers(self) -> list[str]:
@@ -137,20 +172,51 @@ class CellResult:
         return {
             "factors": self.factors, "design": self.design, "seeds": list(self.seeds),
             "threshold": self.threshold, "budget_epochs": self.budget_epochs,
-            "initializers": self.initializers,
+            "initializers": self.initializers, "primary": PRIMARY[self.design],
             "arms": [a.to_dict() for a in self.arms],
-            "final_accuracy": {"omnibus": [t.to_dict() for t in self.final_omnibus],
-                               "pairwise": [p.to_dict() for p in self.final_pairwise]},
+            "final_accuracy": AccuracyTests(self.final_omnibus, self.final_pairwise, self.final_checks).to_dict(),
+            "best_accuracy": self.best.to_dict() if self.best else None,
             "epochs_to_threshold": {
                 "omnibus": [t.to_dict() for t in self.ett_omnibus],
                 "pairwise": [p.to_dict() for p in self.ett_pairwise],
                 "cox": [c.to_dict() for c in self.ett_cox],
+                "rmst": [{"initializer": a.initializer, "tau": self.budget_epochs, "rmst": _num(a.rmst),
+                          "ci": [_num(a.rmst_ci[0]), _num(a.rmst_ci[1])]} for a in self.arms],
                 "kaplan_meier": {a.initializer: [{"epoch": e, "survival": _num(s)} for e, s in a.kaplan_meier]
                                  for a in self.arms},
             },
-            "divergence": {a.initializer: {"diverged": a.n_diverged, "runs": a.n_runs} for a in self.arms},
+            "divergence": {
+                "arms": [{"initializer": a.initializer, "diverged": a.n_diverged, "runs": a.n_runs,
+                          "rate": a.n_diverged / a.n_runs if a.n_runs else None,
+                          "ci": [_num(a.diverged_ci[0]), _num(a.diverged_ci[1])]} for a in self.arms],
+                "test": self.divergence_test.to_dict() if self.divergence_test else None,
+            },
+            "power": self.power.to_dict() if self.power else None,
             "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class FactorialResult:
+    """Initializer x another factor, within one combination of the remaining factors."""
+    factor: str
+    fixed: dict  # the remaining factors' levels
+    design: str  # "blocked by seed" or "unblocked"
+    final_accuracy: tuple[TestResult, ...]  # OLS type II F tests: initializer, factor, interaction
+    epochs_to_threshold: TestResult  # Cox likelihood-ratio test of the interaction
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"factor": self.factor, "fixed": self.fixed, "design": self.design,
+                "final_accuracy": {"model": "OLS two-way ANOVA with interaction, type II sums of squares"
+                                            + (", seed as a block" if self.design == "blocked by seed" else "")
+                                            + "; diverged runs left out",
+                                   "terms": [t.to_dict() for t in self.final_accuracy]},
+                "epochs_to_threshold": {"model": "Cox PH (Efron ties"
+                                                 + (", stratified by seed" if self.design == "blocked by seed" else "")
+                                                 + "): likelihood-ratio test of the interaction",
+                                        **self.epochs_to_threshold.to_dict()},
+                "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -159,18 +225,21 @@ class Results:
     threshold: float
     alpha: float
     cells: tuple[CellResult, ...]
+    factorial: tuple[FactorialResult, ...] = ()
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "study": self.study, "threshold": self.threshold, "alpha": self.alpha,
-                "correction": "holm", "cells": [c.to_dict() for c in self.cells]}
+                "correction": "holm", "bootstrap": {"resamples": N_BOOT, "seed": BOOT_SEED, "unit": "seed"},
+                "cells": [c.to_dict() for c in self.cells],
+                "factorial": [f.to_dict() for f in self.factorial]}
 
 
 # ---------------------------------------------------------------- per-run outcomes
 
 def run_outcomes(tidy: pd.DataFrame, threshold: float, budget: int) -> pd.DataFrame:
-    """One row per run: initializer, seed, diverged, final_acc, time (epochs), event (1 = reached).
+    """One row per run: initializer, seed, diverged, final_acc, best_acc, time (epochs), event (1 = reached).
 
-    `tidy` has one row per run and epoch; epoch 0 is before training.
+    `tidy` has one row per run and epoch; epoch 0 is before training. Accuracies are NaN for diverged runs.
     """
     rows = []
     for run, g in tidy.sort_values("epoch").groupby("run", sort=False):
@@ -181,195 +250,147 @@ def run_outcomes(tidy: pd.DataFrame, threshold: float, budget: int) -> pd.DataFr
         else:
             # Not reached: censored at the budget if the run used it (or diverged), else where its log ends.
             time, event = float(budget if diverged else g["epoch"].max()), 0
+        trained = g.loc[g["epoch"] >= 1, "val_acc"]
         rows.append({"run": run, "initializer": g["initializer"].iloc[0], "seed": int(g["seed"].iloc[0]),
                      "diverged": diverged, "final_acc": np.nan if diverged else float(g["val_acc"].iloc[-1]),
+                     "best_acc": np.nan if diverged else float((trained if len(trained) else g["val_acc"]).max()),
                      "time": time, "event": event})
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------- Kaplan-Meier and log-rank
+# ---------------------------------------------------------------- one endpoint's tests
 
-def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
-    """(points [(epoch, S(epoch))] for 0..budget, median, (median CI low, high)).
-
-    S is the probability of not yet having reached the threshold; the median is
-    the first epoch with S <= 0.5 (None when never), its CI Brookmeyer-Crowley.
-    """
-    if event.sum() == 0:
-        return tuple((e, 1.0) for e in range(budget + 1)), None, (None, None)
-    sf = SurvfuncRight(time, event)
-    times, probs = np.asarray(sf.surv_times), np.asarray(sf.surv_prob)
-
-    def s_at(t):
-        idx = np.searchsorted(times, t, side="right") - 1
-        return 1.0 if idx < 0 else float(probs[idx])
-
-    points = tuple((e, s_at(e)) for e in range(budget + 1))
-    below = [e for e, s in points if s <= 0.5 + 1e-12]
-    median = float(below[0]) if below else None
-    try:
-        with np.errstate(all="ignore"):  # log(0) at S = 1 or 0 is handled by the CI's NaN/inf bounds
-            lo, hi = sf.quantile_ci(0.5)
-    except (ValueError, ZeroDivisionError, FloatingPointError):
-        lo, hi = np.nan, np.nan
-    return points, median, (_num(lo), _num(hi))
+def _pairs(inits: list[str]):
+    return list(itertools.combinations(inits, 2))
 
 
-def logrank(time, event, group, strata=None) -> TestResult:
-    """Log-rank test across groups, stratified when `strata` is given.
-
-    Observed-minus-expected events and their covariance are summed over strata;
-    chi2 = (O - E)' V^+ (O - E) with a generalized inverse and df = rank(V), as R's
-    survdiff does, so strata where events tie exactly carry no information rather
-    than breaking the test.
-    """
-    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
-    labels = np.unique(group)
-    k = len(labels)
-    if event.sum() == 0:
-        return TestResult("logrank", None, k - 1, None, "no run reached the threshold")
-    gi = np.searchsorted(labels, group)
-    strata = np.zeros(len(time), int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
-    o_minus_e, var = np.zeros(k), np.zeros((k, k))
-    for s in np.unique(strata):
-        m = strata == s
-        t, e, g = time[m], event[m], gi[m]
-        for u in np.unique(t[e == 1]):
-            at_risk = np.bincount(g[t >= u], minlength=k).astype(float)
-            died = np.bincount(g[(t == u) & (e == 1)], minlength=k).astype(float)
-            n, d = at_risk.sum(), died.sum()
-            o_minus_e += died - d * at_risk / n
-            if n > 1:
-                p = at_risk / n
-                var += d * (n - d) / (n - 1) * (np.diag(p) - np.outer(p, p))
-    df = int(np.linalg.matrix_rank(var, tol=1e-10))
-    note = "stratified by seed" if len(np.unique(strata)) > 1 else ""
-    if df == 0:
-        return TestResult("logrank", 0.0, 0, None, (note + "; " if note else "") + "no information: events tie")
-    stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
-    return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
+def _holm_rows(rows: list[tuple]) -> list[PairwiseResult]:
+    """rows: (a, b, test, statistic, p, effect, effects, df) of one family -> results with Holm p-values."""
+    adjusted = holm([r[4] for r in rows])
+    return [PairwiseResult(a, b, t, s, p, q, e, es, df) for (a, b, t, s, p, e, es, df), q in zip(rows, adjusted)]
 
 
-def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
-    """Hazard ratios of reaching the threshold vs `reference`: Cox PH with Efron ties, stratified by seed
-    when `strata` is given. Arms without events (or all arms, when the reference has none) are not
-    estimable: the partial likelihood has no finite maximum, so they are reported as None with a note."""
-    import warnings
-
-    from statsmodels.duration.hazard_regression import PHReg
-
-    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
-    arms = [g for g in dict.fromkeys(group) if g != reference]
-    events = {g: int(event[group == g].sum()) for g in [reference, *arms]}
-    if events[reference] == 0:
-        return [CoxResult(a, reference, None, (None, None), None, "reference never reached the threshold")
-                for a in arms]
-    fit_arms = [a for a in arms if events[a] > 0]
-    out = {a: CoxResult(a, reference, None, (None, None), None, "never reached the threshold: not estimable")
-           for a in arms if events[a] == 0}
-    keep = np.isin(group, [reference, *fit_arms])
-    if fit_arms:
-        x = np.column_stack([(group[keep] == a).astype(float) for a in fit_arms])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence chatter; non-finite results are checked below
-            res = PHReg(time[keep], x, status=event[keep], ties="efron",
-                        strata=None if strata is None else np.asarray(strata)[keep]).fit()
-        with np.errstate(over="ignore"):  # a separated arm overflows; it is flagged below
-            ci, hrs = np.exp(res.conf_int()), np.exp(res.params)
-        for j, a in enumerate(fit_arms):
-            hr, p = float(hrs[j]), float(res.pvalues[j])
-            finite = math.isfinite(hr) and math.isfinite(p) and 1e-8 < hr < 1e8
-            out[a] = CoxResult(a, reference, hr if finite else None,
-                               (float(ci[j, 0]), float(ci[j, 1])) if finite else (None, None),
-                               p if finite else None, "" if finite else "did not converge (separation)")
-    return [out[a] for a in arms]
+def _procedure_rows(test: str, comps: list[Comparison], effects: dict) -> list[PairwiseResult]:
+    """Pairwise rows of a simultaneous procedure; its own interval and adjusted p stand in for Holm's."""
+    return [PairwiseResult(c.a, c.b, test, c.statistic, c.pvalue, None,
+                           Effect("mean_difference", c.difference, c.ci, test),
+                           effects[(c.a, c.b)], c.df, test) for c in comps]
 
 
-# ---------------------------------------------------------------- final accuracy
+def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
+                   rng: np.random.Generator) -> AccuracyTests:
+    """Omnibus, pairwise and assumption checks for one accuracy column of `run_outcomes`.
 
-def _scores(o: pd.DataFrame) -> pd.Series:
-    return o["final_acc"].where(~o["diverged"], DIVERGED_SCORE)
-
-
-def friedman(matrix: np.ndarray) -> TestResult:
-    """Friedman chi-square on a (seeds x initializers) matrix; needs >= 3 initializers."""
-    if np.all(matrix == matrix[:, :1]):
-        return TestResult("friedman", 0.0, matrix.shape[1] - 1, 1.0, "all initializers tie within every seed")
-    stat, p = stats.friedmanchisquare(*matrix.T)
-    return TestResult("friedman", float(stat), matrix.shape[1] - 1, float(p))
-
-
-def iman_davenport(fr: TestResult, n: int, k: int) -> TestResult:
-    """Iman & Davenport's (1980) F form of Friedman's statistic: F = (n-1) chi2 / (n(k-1) - chi2),
-    df (k-1, (k-1)(n-1)); less conservative than the chi-square approximation."""
-    if fr.statistic is None:
-        return TestResult("iman_davenport", None, None, None)
-    denom = n * (k - 1) - fr.statistic
-    if denom <= 0:  # every block ranks the arms identically: F is infinite
-        return TestResult("iman_davenport", None, None, 0.0, "perfect agreement across seeds")
-    f = (n - 1) * fr.statistic / denom
-    df1, df2 = k - 1, (k - 1) * (n - 1)
-    return TestResult("iman_davenport", f, df1, float(stats.f.sf(f, df1, df2)), f"df2 = {df2}")
-
-
-def kruskal(groups: list[np.ndarray]) -> TestResult:
-    allv = np.concatenate(groups)
-    if np.all(allv == allv[0]):
-        return TestResult("kruskal", 0.0, len(groups) - 1, 1.0, "all values equal")
-    stat, p = stats.kruskal(*groups)
-    return TestResult("kruskal", float(stat), len(groups) - 1, float(p))
-
-
-def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank on paired x - y, zero differences split between signs."""
-    d = x - y
-    if np.all(d == 0):
-        return 0.0, 1.0
-    res = stats.wilcoxon(x, y, zero_method="zsplit", alternative="two-sided")
-    return float(res.statistic), float(res.pvalue)
-
-
-def mannwhitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    if np.all(np.concatenate([x, y]) == x[0]):
-        return float(len(x) * len(y) / 2), 1.0
-    res = stats.mannwhitneyu(x, y, alternative="two-sided")
-    return float(res.statistic), float(res.pvalue)
-
-
-def median_difference(x: np.ndarray, y: np.ndarray, paired: bool, rng: np.random.Generator) -> Effect:
-    """Median of a - b (paired) or difference of medians, NaNs (diverged runs) dropped; bootstrap CI over seeds."""
+    Rank tests score diverged runs below every finished run; parametric tests and effect sizes leave them
+    out (paired: the seed is left out of that pair)."""
+    scores = o[column].where(~o["diverged"], DIVERGED_SCORE)
+    k = len(inits)
+    omnibus: list[TestResult] = []
+    checks: list[Check] = []
     if paired:
-        d = (x - y)[np.isfinite(x - y)]
-        if len(d) == 0:
-            return Effect("median_difference", None, (None, None))
-        boots = np.median(d[rng.integers(0, len(d), (N_BOOT, len(d)))], axis=1)
-        value = np.median(d)
+        wide_s = o.assign(score=scores).pivot(index="seed", columns="initializer", values="score")[inits]
+        wide_v = o.pivot(index="seed", columns="initializer", values=column)[inits]
+        if k >= 3:
+            fr = friedman(wide_s.to_numpy())
+            omnibus += [fr, iman_davenport(fr, len(wide_s), k)]
+        complete = wide_v.dropna()
+        if k >= 2 and len(complete) >= 2:
+            res = rm_anova(complete.to_numpy())
+            dropped = len(wide_v) - len(complete)
+            omnibus.append(res if not dropped else
+                           TestResult(res.test, res.statistic, res.df, res.pvalue,
+                                      f"{dropped} seed(s) with a diverged run left out", res.df2))
+        effects = {(a, b): accuracy_effects(wide_v[a].to_numpy(), wide_v[b].to_numpy(), True, rng)
+                   for a, b in _pairs(inits)}
+        ranked, parametric = [], []
+        for a, b in _pairs(inits):
+            stat, p = wilcoxon(wide_s[a].to_numpy(), wide_s[b].to_numpy())
+            es = effects[(a, b)]
+            ranked.append((a, b, "wilcoxon", stat, p, es[0], es, None))
+            both = wide_v[[a, b]].dropna()
+            t, df, pt = paired_t(both[a].to_numpy(), both[b].to_numpy())
+            parametric.append((a, b, "paired_t", t, pt, es[2], es, df))
+            w, pw = shapiro((both[a] - both[b]).to_numpy())
+            checks.append(Check("shapiro", f"{column} differences {a} - {b}", w, pw))
+        pairwise = _holm_rows(ranked) + _holm_rows(parametric)
     else:
-        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-        if len(x) == 0 or len(y) == 0:
-            return Effect("median_difference", None, (None, None))
-        boots = (np.median(x[rng.integers(0, len(x), (N_BOOT, len(x)))], axis=1)
-                 - np.median(y[rng.integers(0, len(y), (N_BOOT, len(y)))], axis=1))
-        value = np.median(x) - np.median(y)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return Effect("median_difference", float(value), (float(lo), float(hi)))
+        groups_s = {i: scores[o["initializer"] == i].to_numpy() for i in inits}
+        groups_v = {i: o.loc[o["initializer"] == i, column].to_numpy() for i in inits}
+        finite = {i: g[np.isfinite(g)] for i, g in groups_v.items()}
+        usable = {i: g for i, g in finite.items() if len(g) >= 2}
+        if k >= 2:
+            if len(usable) >= 2:
+                omnibus += [anova(list(usable.values())), welch_anova(list(usable.values()))]
+                if len(usable) < k:
+                    omnibus = [TestResult(t.test, t.statistic, t.df, t.pvalue,
+                                          "arms with fewer than 2 finished runs left out", t.df2) for t in omnibus]
+            omnibus.append(kruskal(list(groups_s.values())))
+        effects = {(a, b): accuracy_effects(groups_v[a], groups_v[b], False, rng) for a, b in _pairs(inits)}
+        ranked = []
+        for a, b in _pairs(inits):
+            stat, p = mannwhitney(groups_s[a], groups_s[b])
+            ranked.append((a, b, "mannwhitney", stat, p, effects[(a, b)][0], effects[(a, b)], None))
+        pairwise = _holm_rows(ranked)
+        if len(usable) == k and k >= 2:
+            pairwise += _procedure_rows("tukey_hsd", tukey_hsd(usable), effects)
+            pairwise += _procedure_rows("games_howell", games_howell(usable), effects)
+        if usable:
+            resid = np.concatenate([g - g.mean() for g in usable.values()])
+            w, pw = shapiro(resid)
+            checks.append(Check("shapiro", f"{column} residuals from arm means", w, pw))
+            lev = levene(list(usable.values()))
+            checks.append(Check("levene", f"{column} variances across arms", lev.statistic, lev.pvalue, lev.note))
+    return AccuracyTests(tuple(omnibus), tuple(pairwise), tuple(checks))
 
 
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm-adjusted p-values; None entries (tests that could not run) stay None and are not counted."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None]
-    out: list[float | None] = [None] * len(pvalues)
-    if idx:
-        adj = multipletests([pvalues[i] for i in idx], method="holm")[1]
-        for i, p in zip(idx, adj):
-            out[i] = float(p)
-    return out
+def divergence(o: pd.DataFrame, inits: list[str], paired: bool) -> TestResult:
+    """Do divergence rates differ? Cochran's Q over seeds when paired, else Fisher / chi-square."""
+    if not o["diverged"].any():
+        return TestResult("cochran_q" if paired else "chi2", None, None, None, "no run diverged")
+    if paired:
+        wide = o.pivot(index="seed", columns="initializer", values="diverged")[inits].astype(int).to_numpy()
+        return cochran_q(wide)
+    counts = np.array([o.loc[o["initializer"] == i, "diverged"].sum() for i in inits])
+    totals = np.array([(o["initializer"] == i).sum() for i in inits])
+    return proportions_test(counts, totals)
+
+
+def power(o: pd.DataFrame, inits: list[str], paired: bool, alpha: float, target_effect: float) -> Power:
+    """Minimum detectable effects for the seeds used and seeds needed for `target_effect`, at alpha divided
+    by the number of pairwise comparisons (Holm's first step), with power POWER."""
+    m = max(1, len(inits) * (len(inits) - 1) // 2)
+    a1 = alpha / m
+    if paired:
+        wide = o.pivot(index="seed", columns="initializer", values="final_acc")[inits]
+        n = len(wide)
+        sds = [np.nanstd((wide[a] - wide[b]).to_numpy(), ddof=1) for a, b in _pairs(inits)
+               if (wide[a] - wide[b]).notna().sum() > 1]
+    else:
+        n = int(min((o["initializer"] == i).sum() for i in inits))
+        groups = [o.loc[(o["initializer"] == i) & ~o["diverged"], "final_acc"].to_numpy() for i in inits]
+        sds = [g.std(ddof=1) for g in groups if len(g) > 1]
+    sd = float(np.sqrt(np.mean(np.square(sds)))) if sds else None  # root-mean-square SD across pairs / arms
+    mde = mde_t(n, a1, paired)
+    needed = seeds_needed(target_effect, a1, paired)
+    min_w = 2.0 / 2 ** n if paired else None
+    events = float(o.groupby("initializer")["event"].sum().reindex(inits).mean())
+    reasons = []
+    if n < needed:
+        reasons.append(f"{n} seeds detect a standardized effect of {mde:.2f} with {POWER:.0%} power at alpha "
+                       f"{a1:.3g}; {needed} are needed for {target_effect:g}" if mde else
+                       f"{n} seeds: too few for any t-based power statement; {needed} are needed")
+    if min_w is not None and min_w > a1:
+        reasons.append(f"with {n} paired seeds the smallest Wilcoxon p-value is {min_w:.3g}, above alpha/{m} = "
+                       f"{a1:.3g}: no pairwise Wilcoxon test can be significant after Holm")
+    return Power(a1, m, n, mde, mde * sd if mde is not None and sd is not None else None, target_effect, needed,
+                 min_w, events, mde_hazard_ratio(int(round(2 * events)), a1), bool(reasons), tuple(reasons))
 
 
 # ---------------------------------------------------------------- one cell
 
 def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: int,
-                 order: list[str] | None = None, reference: str | None = None) -> CellResult:
+                 order: list[str] | None = None, reference: str | None = None, alpha: float = 0.05,
+                 target_effect: float = TARGET_EFFECT) -> CellResult:
     """All tests for one cell. `tidy`: the cell's rows (TIDY_COLUMNS); `order`: initializer order;
     `reference`: the arm hazard ratios compare against (default: the first arm that reached the threshold)."""
     o = run_outcomes(tidy, threshold, budget)
@@ -378,8 +399,8 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
     counts_ok = all(o.loc[o["initializer"] == i, "seed"].is_unique for i in inits)
     paired = counts_ok and len(set(seed_sets.values())) == 1 and len(seed_sets[inits[0]]) >= 2
     seeds = tuple(sorted(set().union(*seed_sets.values())))
-    notes = ["Diverged runs rank below every finished run in the rank tests; they are excluded from "
-             "accuracy means and effect sizes."] if o["diverged"].any() else []
+    notes = ["Diverged runs rank below every finished run in the rank tests; they are left out of means, "
+             "parametric tests and effect sizes."] if o["diverged"].any() else []
     if not paired:
         notes.append("Initializers do not share one set of seeds, so tests are unpaired.")
     rng = np.random.default_rng(BOOT_SEED)
@@ -388,49 +409,32 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
     for i in inits:
         oi = o[o["initializer"] == i]
         acc = oi["final_acc"].dropna().to_numpy()
-        points, median, ci = kaplan_meier(oi["time"].to_numpy(float), oi["event"].to_numpy(int), budget)
+        t, e = oi["time"].to_numpy(float), oi["event"].to_numpy(int)
+        points, median, ci = kaplan_meier(t, e, budget)
+        r, se = rmst(t, e, budget)
         arms.append(ArmSummary(i, len(oi), int(oi["diverged"].sum()),
                                _num(acc.mean()) if len(acc) else None, _num(np.median(acc)) if len(acc) else None,
                                _num(acc.std(ddof=1)) if len(acc) > 1 else None, int(oi["event"].sum()),
-                               median, ci, points))
+                               median, ci, points, wilson(int(oi["diverged"].sum()), len(oi)),
+                               _num(oi["best_acc"].mean()) if oi["best_acc"].notna().any() else None,
+                               r, (max(0.0, r - 1.959964 * se), min(float(budget), r + 1.959964 * se))))
 
-    # Final accuracy.
-    scores = o.assign(score=_scores(o))
-    final_omnibus, final_pairwise = [], []
-    if paired:
-        wide = scores.pivot(index="seed", columns="initializer", values="score")[inits]
-        raw = o.pivot(index="seed", columns="initializer", values="final_acc")[inits]
-        if len(inits) >= 3:
-            fr = friedman(wide.to_numpy())
-            final_omnibus += [fr, iman_davenport(fr, len(wide), len(inits))]
-        pairs = []
-        for a, b in itertools.combinations(inits, 2):
-            stat, p = wilcoxon(wide[a].to_numpy(), wide[b].to_numpy())
-            pairs.append((a, b, "wilcoxon", stat, p,
-                          median_difference(raw[a].to_numpy(), raw[b].to_numpy(), True, rng)))
-    else:
-        groups = {i: scores.loc[scores["initializer"] == i, "score"].to_numpy() for i in inits}
-        raw = {i: o.loc[o["initializer"] == i, "final_acc"].to_numpy() for i in inits}
-        if len(inits) >= 2:
-            final_omnibus.append(kruskal(list(groups.values())))
-        pairs = []
-        for a, b in itertools.combinations(inits, 2):
-            stat, p = mannwhitney(groups[a], groups[b])
-            pairs.append((a, b, "mannwhitney", stat, p, median_difference(raw[a], raw[b], False, rng)))
-    adjusted = holm([p[4] for p in pairs])
-    final_pairwise = [PairwiseResult(a, b, t, s, p, q, e) for (a, b, t, s, p, e), q in zip(pairs, adjusted)]
+    final = accuracy_tests(o, "final_acc", inits, paired, rng)
+    best = accuracy_tests(o, "best_acc", inits, paired, rng)
 
     # Epochs-to-threshold.
     time, event, group = o["time"].to_numpy(float), o["event"].to_numpy(int), o["initializer"].to_numpy()
     strata = o["seed"].to_numpy() if paired else None
     ett_omnibus = [logrank(time, event, group, strata)] if len(inits) >= 2 else []
-    lr_pairs = []
-    for a, b in itertools.combinations(inits, 2):
+    lr_rows = []
+    for a, b in _pairs(inits):
         m = np.isin(group, [a, b])
         t = logrank(time[m], event[m], group[m], None if strata is None else strata[m])
-        lr_pairs.append((a, b, t.statistic, t.pvalue))
-    adjusted = holm([p[3] for p in lr_pairs])
-    ett_pairwise = [PairwiseResult(a, b, "logrank", s, p, q) for (a, b, s, p), q in zip(lr_pairs, adjusted)]
+        oa, ob = (o[o["initializer"] == x].sort_values("seed") for x in (a, b))
+        diff = rmst_difference(oa["time"].to_numpy(float), oa["event"].to_numpy(int), ob["time"].to_numpy(float),
+                               ob["event"].to_numpy(int), budget, paired, rng)
+        lr_rows.append((a, b, "logrank", t.statistic, t.pvalue, diff, (diff,), t.df))
+    ett_pairwise = _holm_rows(lr_rows)
     if reference not in inits:
         reached = [a.initializer for a in arms if a.n_reached]
         reference = reached[0] if reached else inits[0]
@@ -438,20 +442,56 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
                      key=lambda c: inits.index(c.initializer))
 
     return CellResult(factors, "paired" if paired else "unpaired", seeds, threshold, budget, tuple(arms),
-                      tuple(final_omnibus), tuple(final_pairwise), tuple(ett_omnibus), tuple(ett_pairwise),
-                      tuple(ett_cox), tuple(notes))
+                      final.omnibus, final.pairwise, tuple(ett_omnibus), tuple(ett_pairwise),
+                      tuple(ett_cox), tuple(notes), final.checks, best, divergence(o, inits, paired),
+                      power(o, inits, paired, alpha, target_effect) if len(inits) >= 2 else None)
+
+
+# ---------------------------------------------------------------- factorial: initializer x another factor
+
+def factorial(tidy: pd.DataFrame, factor: str, others: list[str], threshold: float, budget: int
+              ) -> list[FactorialResult]:
+    """Test the initializer x `factor` interaction within each combination of the `others` factors:
+    two-way OLS ANOVA on final accuracy and a Cox likelihood-ratio test on epochs-to-threshold."""
+    out = []
+    grouped = tidy.groupby(others, sort=False, dropna=False) if others else [((), tidy)]
+    for key, g in grouped:
+        key = key if isinstance(key, tuple) else (key,)
+        fixed = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(others, key)}
+        levels = g.groupby("run")[factor].first()
+        o = run_outcomes(g, threshold, budget)
+        o["level"] = o["run"].map(levels).astype(str)
+        if o["level"].nunique() < 2 or o["initializer"].nunique() < 2:
+            continue
+        seed_sets = o.groupby(["initializer", "level"])["seed"].apply(frozenset)
+        blocked = seed_sets.nunique() == 1 and len(seed_sets.iloc[0]) >= 2 and not o.duplicated(
+            ["initializer", "level", "seed"]).any()
+        fin = o.dropna(subset=["final_acc"])
+        note = ""
+        try:
+            terms = two_way_anova(fin["final_acc"].to_numpy(), fin["initializer"].to_numpy(), fin["level"].to_numpy(),
+                                  fin["seed"].to_numpy() if blocked else None, ("initializer", factor))
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            terms, note = (), f"OLS fit failed: {exc}"
+        ett = cox_interaction(o["time"].to_numpy(float), o["event"].to_numpy(int), o["initializer"].to_numpy(),
+                              o["level"].to_numpy(), o["seed"].to_numpy() if blocked else None)
+        out.append(FactorialResult(factor, fixed, "blocked by seed" if blocked else "unblocked", terms, ett, note))
+    return out
 
 
 def analyze(tidy: pd.DataFrame, factor_columns: list[str], threshold: float, budget: int, alpha: float,
-            study: str, order: list[str] | None = None, reference: str | None = None) -> Results:
-    """Split `tidy` into cells by `factor_columns` and analyse each; cells keep first-seen order."""
+            study: str, order: list[str] | None = None, reference: str | None = None,
+            target_effect: float = TARGET_EFFECT) -> Results:
+    """Split `tidy` into cells by `factor_columns` and analyse each; cells keep first-seen order. Every factor
+    with two or more levels also gets a factorial model of its interaction with the initializer."""
     cells = []
-    if factor_columns:
-        grouped = tidy.groupby(factor_columns, sort=False, dropna=False)
-    else:
-        grouped = [((), tidy)]
+    grouped = tidy.groupby(factor_columns, sort=False, dropna=False) if factor_columns else [((), tidy)]
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
         factors = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(factor_columns, key)}
-        cells.append(analyze_cell(g, factors, threshold, budget, order, reference))
-    return Results(study, threshold, alpha, tuple(cells))
+        cells.append(analyze_cell(g, factors, threshold, budget, order, reference, alpha, target_effect))
+    fact = []
+    for f in factor_columns:
+        if tidy[f].nunique(dropna=False) >= 2:
+            fact += factorial(tidy, f, [c for c in factor_columns if c != f], threshold, budget)
+    return Results(study, threshold, alpha, tuple(cells), tuple(fact))

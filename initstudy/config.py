@@ -51,6 +51,7 @@ class Study:
     threshold: float  # validation accuracy (fraction) that defines epochs-to-threshold
     alpha: float  # significance level for verdicts
     reference: str | None  # initializer label hazard ratios compare against; None: first arm that reached
+    target_effect: float  # standardized effect (Cohen's d / d_z) the power section states seeds needed for
     accelerator: str  # Lightning accelerator: auto, cpu, gpu
     source: str  # where the study was read from (preset name or path)
 
@@ -78,6 +79,7 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "threshold": (0.9, "fraction", "validation accuracy that counts as reached"),
     "alpha": (0.05, "fraction", "significance level"),
     "reference": (None, "optstr", "initializer label that hazard ratios compare against"),
+    "target_effect": (0.8, "float>0", "standardized effect (Cohen's d) for which the report states seeds needed"),
     "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
 }
 

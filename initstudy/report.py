@@ -130,7 +130,7 @@ def analyze_study(study: Study, runs_dir: str | Path) -> tuple[Results, pd.DataF
                          f"`initstudy train --study {study.source}` first (with the same --set options)")
     order = [i.label for i in study.initializers]
     results = analyze(tidy, factor_columns, study.threshold, study.epochs, study.alpha, study.name, order,
-                      study.reference)
+                      study.reference, study.target_effect)
     return results, tidy, factor_columns, missing
 
 

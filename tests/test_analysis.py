@@ -173,8 +173,8 @@ def test_unpaired_when_seed_sets_differ():
     tidy = tidy[~((tidy["initializer"] == "b") & (tidy["seed"] == 0))]
     cell = analyze_cell(tidy, {}, 0.9, 8)
     assert cell.design == "unpaired"
-    assert [t.test for t in cell.final_omnibus] == ["kruskal"]
-    assert cell.final_pairwise[0].test == "mannwhitney"
+    assert [t.test for t in cell.final_omnibus] == ["anova", "welch_anova", "kruskal"]
+    assert [p.test for p in cell.final_pairwise] == ["mannwhitney", "tukey_hsd", "games_howell"]
 
 
 def test_analyze_is_deterministic_and_json_safe():

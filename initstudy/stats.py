@@ -1,0 +1,593 @@
+"""Statistical tests and effect sizes on plain arrays, returning small frozen result objects.
+
+Nothing here knows about runs or cells (`analysis.py` assembles these per cell).
+Every function takes numpy arrays and says their shapes; results carry plain
+attributes (`statistic`, `df`, `pvalue`) and intervals as `(low, high)`, with
+None where a quantity is undefined (no events, zero variance), never NaN.
+All arithmetic is float64; resampling is seeded by the caller's generator.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.duration.survfunc import SurvfuncRight
+
+N_BOOT = 2000  # bootstrap resamples of seeds for effect-size intervals
+POWER = 0.8  # the power at which minimum detectable effects and seeds needed are stated
+Z95 = float(stats.norm.ppf(0.975))
+
+
+def _num(x) -> float | None:
+    """A JSON-safe float: NaN and infinities become None."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _ci(lo, hi) -> tuple[float | None, float | None]:
+    return (_num(lo), _num(hi))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test: str  # logrank | friedman | iman_davenport | rm_anova | anova | welch_anova | kruskal | cochran_q | ...
+    statistic: float | None
+    df: float | None  # numerator df for F tests
+    pvalue: float | None
+    note: str = ""
+    df2: float | None = None  # denominator df of an F test
+
+    def to_dict(self) -> dict:
+        d = {"test": self.test, "statistic": _num(self.statistic), "df": _num(self.df),
+             "pvalue": _num(self.pvalue), "note": self.note}
+        if self.df2 is not None:
+            d["df2"] = _num(self.df2)
+        return d
+
+
+@dataclass(frozen=True)
+class Effect:
+    name: str  # median_difference | mean_difference | d_z | hedges_g | cliffs_delta | a12 | rmst_difference
+    value: float | None
+    ci: tuple[float | None, float | None]  # 95%: percentile bootstrap over seeds unless `method` says otherwise
+    method: str = "bootstrap"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "value": _num(self.value), "ci": [_num(self.ci[0]), _num(self.ci[1])],
+                "method": self.method}
+
+
+@dataclass(frozen=True)
+class CoxResult:
+    initializer: str
+    reference: str
+    hazard_ratio: float | None  # > 1: reaches the threshold sooner than the reference
+    ci: tuple[float | None, float | None]  # 95% Wald interval
+    pvalue: float | None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"initializer": self.initializer, "reference": self.reference,
+                "hazard_ratio": _num(self.hazard_ratio), "ci": [_num(self.ci[0]), _num(self.ci[1])],
+                "pvalue": _num(self.pvalue), "note": self.note}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One pairwise comparison from a simultaneous procedure (Tukey HSD, Games-Howell)."""
+    a: str
+    b: str
+    difference: float  # mean(a) - mean(b)
+    ci: tuple[float | None, float | None]  # simultaneous 95% interval
+    statistic: float | None  # studentized range q
+    df: float | None
+    pvalue: float | None  # already adjusted for the family by the procedure
+
+
+# ---------------------------------------------------------------- epochs-to-threshold (censored)
+
+def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
+    """(points [(epoch, S(epoch))] for 0..budget, median, (median CI low, high)).
+
+    S is the probability of not yet having reached the threshold; the median is
+    the first epoch with S <= 0.5 (None when never), its CI Brookmeyer-Crowley.
+    """
+    if event.sum() == 0:
+        return tuple((e, 1.0) for e in range(budget + 1)), None, (None, None)
+    sf = SurvfuncRight(time, event)
+    times, probs = np.asarray(sf.surv_times), np.asarray(sf.surv_prob)
+
+    def s_at(t):
+        idx = np.searchsorted(times, t, side="right") - 1
+        return 1.0 if idx < 0 else float(probs[idx])
+
+    points = tuple((e, s_at(e)) for e in range(budget + 1))
+    below = [e for e, s in points if s <= 0.5 + 1e-12]
+    median = float(below[0]) if below else None
+    try:
+        with np.errstate(all="ignore"):  # log(0) at S = 1 or 0 is handled by the CI's NaN/inf bounds
+            lo, hi = sf.quantile_ci(0.5)
+    except (ValueError, ZeroDivisionError, FloatingPointError):
+        lo, hi = np.nan, np.nan
+    return points, median, (_num(lo), _num(hi))
+
+
+def _km_steps(time: np.ndarray, event: np.ndarray, tau: float):
+    """Kaplan-Meier on many samples at once. time, event: (B, n). Returns the event-time grid u (J,),
+    at-risk and event counts (B, J), and S just after each grid time (B, J)."""
+    u = np.unique(time[(event == 1) & (time <= tau)])
+    at_risk = (time[:, :, None] >= u).sum(axis=1).astype(float)
+    died = ((time[:, :, None] == u) & (event[:, :, None] == 1)).sum(axis=1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(at_risk > 0, 1.0 - died / at_risk, 1.0)
+    return u, at_risk, died, np.cumprod(factor, axis=1)
+
+
+def _rmst_rows(time: np.ndarray, event: np.ndarray, tau: float) -> np.ndarray:
+    """Restricted mean time to event over [0, tau] for each row of (B, n) samples: the area under S."""
+    u, _, _, surv = _km_steps(time, event, tau)
+    if len(u) == 0:
+        return np.full(time.shape[0], float(tau))
+    widths = np.diff(np.append(u, tau))  # S is constant from each event time to the next, then to tau
+    return u[0] + (surv * widths).sum(axis=1)
+
+
+def rmst(time: np.ndarray, event: np.ndarray, tau: float) -> tuple[float, float | None]:
+    """(restricted mean time to event up to tau, its standard error). time, event: (n,).
+
+    The area under the Kaplan-Meier curve from 0 to tau; the variance is the
+    Greenwood-type sum over event times t_j <= tau of A_j^2 d_j / (n_j (n_j - d_j)),
+    A_j the area from t_j to tau (Klein & Moeschberger 2003, sec. 4.5; R's survfit rmean).
+    """
+    t, e = np.asarray(time, float)[None, :], np.asarray(event, int)[None, :]
+    u, at_risk, died, surv = _km_steps(t, e, tau)
+    value = float(_rmst_rows(t, e, tau)[0])
+    if len(u) == 0:
+        return value, 0.0
+    pieces = surv[0] * np.diff(np.append(u, tau))
+    after = np.cumsum(pieces[::-1])[::-1]  # A_j: area from t_j to tau
+    n, d = at_risk[0], died[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(n > d, after ** 2 * d / (n * (n - d)), 0.0)
+    return value, float(math.sqrt(terms.sum()))
+
+
+def rmst_difference(ta, ea, tb, eb, tau: float, paired: bool, rng: np.random.Generator) -> Effect:
+    """RMST(a) - RMST(b) in epochs (negative: a reaches the threshold sooner), bootstrap CI over seeds.
+    Paired arrays are aligned by seed and resampled together."""
+    ta, tb, ea, eb = (np.asarray(x) for x in (ta, tb, ea, eb))
+    value = _rmst_rows(ta[None], ea[None], tau)[0] - _rmst_rows(tb[None], eb[None], tau)[0]
+    ia = rng.integers(0, len(ta), (N_BOOT, len(ta)))
+    ib = ia if paired else rng.integers(0, len(tb), (N_BOOT, len(tb)))
+    boots = _rmst_rows(ta[ia], ea[ia], tau) - _rmst_rows(tb[ib], eb[ib], tau)
+    return Effect("rmst_difference", float(value), _ci(*np.percentile(boots, [2.5, 97.5])))
+
+
+def logrank(time, event, group, strata=None) -> TestResult:
+    """Log-rank test across groups, stratified when `strata` is given.
+
+    Observed-minus-expected events and their covariance are summed over strata;
+    chi2 = (O - E)' V^+ (O - E) with a generalized inverse and df = rank(V), as R's
+    survdiff does, so strata where events tie exactly carry no information rather
+    than breaking the test.
+    """
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    labels = np.unique(group)
+    k = len(labels)
+    if event.sum() == 0:
+        return TestResult("logrank", None, k - 1, None, "no run reached the threshold")
+    gi = np.searchsorted(labels, group)
+    strata = np.zeros(len(time), int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
+    o_minus_e, var = np.zeros(k), np.zeros((k, k))
+    for s in np.unique(strata):
+        m = strata == s
+        t, e, g = time[m], event[m], gi[m]
+        for u in np.unique(t[e == 1]):
+            at_risk = np.bincount(g[t >= u], minlength=k).astype(float)
+            died = np.bincount(g[(t == u) & (e == 1)], minlength=k).astype(float)
+            n, d = at_risk.sum(), died.sum()
+            o_minus_e += died - d * at_risk / n
+            if n > 1:
+                p = at_risk / n
+                var += d * (n - d) / (n - 1) * (np.diag(p) - np.outer(p, p))
+    df = int(np.linalg.matrix_rank(var, tol=1e-10))
+    note = "stratified by seed" if len(np.unique(strata)) > 1 else ""
+    if df == 0:
+        return TestResult("logrank", 0.0, 0, None, (note + "; " if note else "") + "no information: events tie")
+    stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
+    return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
+
+
+def _phreg(time, event, x, strata):
+    from statsmodels.duration.hazard_regression import PHReg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter; non-finite results are checked by callers
+        return PHReg(time, x, status=event, ties="efron", strata=strata).fit()
+
+
+def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
+    """Hazard ratios of reaching the threshold vs `reference`: Cox PH with Efron ties, stratified by seed
+    when `strata` is given. Arms without events (or all arms, when the reference has none) are not
+    estimable: the partial likelihood has no finite maximum, so they are reported as None with a note."""
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    arms = [g for g in dict.fromkeys(group) if g != reference]
+    events = {g: int(event[group == g].sum()) for g in [reference, *arms]}
+    if events[reference] == 0:
+        return [CoxResult(a, reference, None, (None, None), None, "reference never reached the threshold")
+                for a in arms]
+    fit_arms = [a for a in arms if events[a] > 0]
+    out = {a: CoxResult(a, reference, None, (None, None), None, "never reached the threshold: not estimable")
+           for a in arms if events[a] == 0}
+    keep = np.isin(group, [reference, *fit_arms])
+    if fit_arms:
+        x = np.column_stack([(group[keep] == a).astype(float) for a in fit_arms])
+        res = _phreg(time[keep], event[keep], x, None if strata is None else np.asarray(strata)[keep])
+        with np.errstate(over="ignore"):  # a separated arm overflows; it is flagged below
+            ci, hrs = np.exp(res.conf_int()), np.exp(res.params)
+        for j, a in enumerate(fit_arms):
+            hr, p = float(hrs[j]), float(res.pvalues[j])
+            finite = math.isfinite(hr) and math.isfinite(p) and 1e-8 < hr < 1e8
+            out[a] = CoxResult(a, reference, hr if finite else None,
+                               (float(ci[j, 0]), float(ci[j, 1])) if finite else (None, None),
+                               p if finite else None, "" if finite else "did not converge (separation)")
+    return [out[a] for a in arms]
+
+
+def cox_interaction(time, event, group, factor, strata=None) -> TestResult:
+    """Likelihood-ratio test of initializer x factor interaction in a Cox model (Efron ties, strata as given):
+    2 (llf(main + interaction) - llf(main)), df = number of interaction terms."""
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    group, factor = np.asarray(group).astype(str), np.asarray(factor).astype(str)
+    g_levels, f_levels = list(dict.fromkeys(group)), list(dict.fromkeys(factor))
+    main = [(group == g).astype(float) for g in g_levels[1:]] + [(factor == f).astype(float) for f in f_levels[1:]]
+    inter = [(group == g) * (factor == f).astype(float) for g in g_levels[1:] for f in f_levels[1:]]
+    if not main or not inter or event.sum() == 0:
+        return TestResult("cox_interaction_lr", None, None, None, "nothing to test")
+    reduced = _phreg(time, event, np.column_stack(main), strata)
+    full = _phreg(time, event, np.column_stack(main + inter), strata)
+    stat = 2 * (full.llf - reduced.llf)
+    if not (math.isfinite(stat) and stat >= -1e-8):
+        return TestResult("cox_interaction_lr", None, len(inter), None, "fit failed")
+    note = "an arm that never reaches the threshold in some level makes the fit separated; read with care" if any(
+        event[(group == g) & (factor == f)].sum() == 0 for g in g_levels for f in f_levels) else ""
+    return TestResult("cox_interaction_lr", max(stat, 0.0), len(inter), float(stats.chi2.sf(max(stat, 0.0), len(inter))),
+                      note)
+
+
+def schoenfeld_events(hazard_ratio: float, alpha: float, power: float = POWER) -> float:
+    """Events needed to detect `hazard_ratio` between two equal arms (Schoenfeld 1983):
+    4 (z_{1-alpha/2} + z_power)^2 / log(HR)^2."""
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(4 * z ** 2 / math.log(hazard_ratio) ** 2)
+
+
+def mde_hazard_ratio(events: int, alpha: float, power: float = POWER) -> float | None:
+    """The smallest hazard ratio (> 1) detectable with `events` events between two equal arms."""
+    if events <= 0:
+        return None
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(math.exp(2 * z / math.sqrt(events)))
+
+
+# ---------------------------------------------------------------- accuracy: omnibus tests
+
+def friedman(matrix: np.ndarray) -> TestResult:
+    """Friedman chi-square on a (seeds x initializers) matrix; needs >= 3 initializers."""
+    if np.all(matrix == matrix[:, :1]):
+        return TestResult("friedman", 0.0, matrix.shape[1] - 1, 1.0, "all initializers tie within every seed")
+    stat, p = stats.friedmanchisquare(*matrix.T)
+    return TestResult("friedman", float(stat), matrix.shape[1] - 1, float(p))
+
+
+def iman_davenport(fr: TestResult, n: int, k: int) -> TestResult:
+    """Iman & Davenport's (1980) F form of Friedman's statistic: F = (n-1) chi2 / (n(k-1) - chi2),
+    df (k-1, (k-1)(n-1)); less conservative than the chi-square approximation."""
+    if fr.statistic is None:
+        return TestResult("iman_davenport", None, None, None)
+    df1, df2 = k - 1, (k - 1) * (n - 1)
+    denom = n * (k - 1) - fr.statistic
+    if denom <= 0:  # every block ranks the arms identically: F is infinite
+        return TestResult("iman_davenport", None, df1, 0.0, "perfect agreement across seeds", df2)
+    f = (n - 1) * fr.statistic / denom
+    return TestResult("iman_davenport", f, df1, float(stats.f.sf(f, df1, df2)), "", df2)
+
+
+def rm_anova(matrix: np.ndarray) -> TestResult:
+    """One-way repeated-measures ANOVA on a (seeds x initializers) matrix: seeds are blocks,
+    F = MS_initializer / MS_residual on ((k-1), (n-1)(k-1)) df (sphericity assumed)."""
+    n, k = matrix.shape
+    grand = matrix.mean()
+    ss_arm = n * ((matrix.mean(axis=0) - grand) ** 2).sum()
+    ss_seed = k * ((matrix.mean(axis=1) - grand) ** 2).sum()
+    ss_res = ((matrix - grand) ** 2).sum() - ss_arm - ss_seed
+    df1, df2 = k - 1, (n - 1) * (k - 1)
+    if ss_res <= 1e-15 * max(1.0, ss_arm):
+        return TestResult("rm_anova", None, df1, None, "no residual variance", df2)
+    f = (ss_arm / df1) / (ss_res / df2)
+    return TestResult("rm_anova", float(f), df1, float(stats.f.sf(f, df1, df2)), "", df2)
+
+
+def anova(groups: list[np.ndarray]) -> TestResult:
+    """Classic one-way ANOVA (equal variances assumed)."""
+    k, n = len(groups), sum(len(g) for g in groups)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # constant input: F undefined, reported as None
+        res = stats.f_oneway(*groups)
+    return TestResult("anova", _num(res.statistic), k - 1, _num(res.pvalue), "", n - k)
+
+
+def welch_anova(groups: list[np.ndarray]) -> TestResult:
+    """Welch's one-way ANOVA for unequal variances (Welch 1951; R's oneway.test)."""
+    from statsmodels.stats.oneway import anova_oneway
+
+    if any(len(g) < 2 or np.var(g) == 0 for g in groups):
+        return TestResult("welch_anova", None, len(groups) - 1, None, "a group with fewer than 2 runs or no variance")
+    res = anova_oneway(groups, use_var="unequal")
+    return TestResult("welch_anova", _num(res.statistic), float(res.df_num), _num(res.pvalue), "",
+                      float(res.df_denom))
+
+
+def kruskal(groups: list[np.ndarray]) -> TestResult:
+    allv = np.concatenate(groups)
+    if np.all(allv == allv[0]):
+        return TestResult("kruskal", 0.0, len(groups) - 1, 1.0, "all values equal")
+    stat, p = stats.kruskal(*groups)
+    return TestResult("kruskal", float(stat), len(groups) - 1, float(p))
+
+
+def cochran_q(matrix: np.ndarray) -> TestResult:
+    """Cochran's Q on a (blocks x treatments) 0/1 matrix (Cochran 1950)."""
+    k = matrix.shape[1]
+    if np.all(matrix == matrix[:, :1]):
+        return TestResult("cochran_q", 0.0, k - 1, 1.0, "every seed has the same outcome in every arm")
+    from statsmodels.stats.contingency_tables import cochrans_q
+
+    res = cochrans_q(matrix)
+    return TestResult("cochran_q", float(res.statistic), int(res.df), float(res.pvalue))
+
+
+def proportions_test(counts: np.ndarray, totals: np.ndarray) -> TestResult:
+    """Equal proportions across independent arms: Fisher's exact test for two arms, else the
+    chi-square test of homogeneity."""
+    if counts.sum() == 0 or counts.sum() == totals.sum():
+        return TestResult("fisher_exact" if len(counts) == 2 else "chi2", 0.0 if len(counts) > 2 else None,
+                          len(counts) - 1, 1.0, "the same outcome in every run")
+    table = np.column_stack([counts, totals - counts])
+    if len(counts) == 2:
+        res = stats.fisher_exact(table)
+        return TestResult("fisher_exact", None, None, float(res.pvalue), "two-sided")
+    chi2, p, df, expected = stats.chi2_contingency(table, correction=False)
+    note = "some expected counts below 5: approximate" if (expected < 5).any() else ""
+    return TestResult("chi2", float(chi2), int(df), float(p), note)
+
+
+def wilson(k: int, n: int) -> tuple[float | None, float | None]:
+    """Wilson score 95% interval for k successes out of n (Wilson 1927; Newcombe 1998)."""
+    if n == 0:
+        return (None, None)
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return (float(max(lo, 0.0)), float(min(hi, 1.0)))
+
+
+def two_way_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, block: np.ndarray | None = None,
+                  names: tuple[str, str] = ("a", "b")) -> tuple[TestResult, ...]:
+    """OLS two-way ANOVA with interaction, type II sums of squares (equal to R's sequential anova(lm())
+    for balanced data), optionally with an additive block factor. y, a, b, block: (n,).
+    Returns F tests for a, b and a:b, each with df2 = residual df."""
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    frame = pd.DataFrame({"y": np.asarray(y, float), "a": np.asarray(a).astype(str), "b": np.asarray(b).astype(str)})
+    formula = "y ~ C(a) * C(b)"
+    if block is not None:
+        frame["block"] = np.asarray(block).astype(str)
+        formula += " + C(block)"
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # a perfect fit gives F = inf / NaN: reported as None
+        table = sm.stats.anova_lm(smf.ols(formula, frame).fit(), typ=2)
+    df_resid = float(table.loc["Residual", "df"])
+    labels = {"C(a)": names[0], "C(b)": names[1], "C(a):C(b)": f"{names[0]}:{names[1]}"}
+    return tuple(TestResult(label, _num(table.loc[t, "F"]), float(table.loc[t, "df"]), _num(table.loc[t, "PR(>F)"]),
+                            "", df_resid) for t, label in labels.items() if t in table.index)
+
+
+# ---------------------------------------------------------------- accuracy: pairwise tests
+
+def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank on paired x - y, zero differences split between signs."""
+    d = x - y
+    if np.all(d == 0):
+        return 0.0, 1.0
+    res = stats.wilcoxon(x, y, zero_method="zsplit", alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def mannwhitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if np.all(np.concatenate([x, y]) == x[0]):
+        return float(len(x) * len(y) / 2), 1.0
+    res = stats.mannwhitneyu(x, y, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def paired_t(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float, float | None]:
+    """(t, df, two-sided p) of the paired t-test on x - y; None when the differences have no variance."""
+    d = x - y
+    if len(d) < 2 or np.all(d == d[0]):
+        return None, len(d) - 1, (1.0 if len(d) and np.all(d == 0) else None)
+    res = stats.ttest_rel(x, y)
+    return float(res.statistic), float(res.df), float(res.pvalue)
+
+
+def _pairs_from(groups: dict[str, np.ndarray]):
+    names = list(groups)
+    return [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+
+
+def tukey_hsd(groups: dict[str, np.ndarray]) -> list[Comparison]:
+    """Tukey's honestly significant difference for all pairs (Tukey-Kramer for unequal sizes)."""
+    names = list(groups)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = stats.tukey_hsd(*groups.values())
+        ci = res.confidence_interval(0.95)
+    n = sum(len(g) for g in groups.values())
+    out = []
+    for a, b in _pairs_from(groups):
+        i, j = names.index(a), names.index(b)
+        out.append(Comparison(a, b, float(res.statistic[i, j]), _ci(ci.low[i, j], ci.high[i, j]), None,
+                              float(n - len(names)), _num(res.pvalue[i, j])))
+    return out
+
+
+def games_howell(groups: dict[str, np.ndarray]) -> list[Comparison]:
+    """Games & Howell (1976): Welch-type standard errors and df, studentized range p-values and intervals."""
+    k = len(groups)
+    out = []
+    for a, b in _pairs_from(groups):
+        x, y = groups[a], groups[b]
+        va, vb = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
+        diff = float(np.mean(x) - np.mean(y))
+        se = math.sqrt(va + vb) if len(x) > 1 and len(y) > 1 else float("nan")
+        if not se > 0:
+            out.append(Comparison(a, b, diff, (None, None), None, None, 1.0 if diff == 0 else None))
+            continue
+        df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+        q = abs(diff) / se * math.sqrt(2)
+        p = float(stats.studentized_range.sf(q, k, df))
+        half = float(stats.studentized_range.ppf(0.95, k, df)) / math.sqrt(2) * se
+        out.append(Comparison(a, b, diff, (diff - half, diff + half), q, df, min(p, 1.0)))
+    return out
+
+
+# ---------------------------------------------------------------- effect sizes (bootstrap over seeds)
+
+def _boot_ci(boots: np.ndarray) -> tuple[float | None, float | None]:
+    boots = boots[np.isfinite(boots)]
+    if len(boots) < N_BOOT // 2:  # most resamples undefined (e.g. zero variance): no interval
+        return (None, None)
+    return _ci(*np.percentile(boots, [2.5, 97.5]))
+
+
+def _hedges_g(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Hedges' g (bias-corrected standardized mean difference) along the last axis."""
+    nx, ny = x.shape[-1], y.shape[-1]
+    pooled = np.sqrt(((nx - 1) * x.var(axis=-1, ddof=1) + (ny - 1) * y.var(axis=-1, ddof=1)) / (nx + ny - 2))
+    correction = 1 - 3 / (4 * (nx + ny) - 9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return correction * (x.mean(axis=-1) - y.mean(axis=-1)) / pooled
+
+
+def _d_z(d: np.ndarray) -> np.ndarray:
+    """Cohen's d_z: mean of paired differences over their standard deviation, along the last axis."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return d.mean(axis=-1) / d.std(axis=-1, ddof=1)
+
+
+def _a12(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Vargha-Delaney A12 = P(X > Y) + P(X = Y) / 2 along the last axis, from mid-ranks of the pooled sample."""
+    nx, ny = x.shape[-1], y.shape[-1]
+    ranks = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
+    return (ranks[..., :nx].sum(axis=-1) - nx * (nx + 1) / 2) / (nx * ny)
+
+
+def accuracy_effects(x: np.ndarray, y: np.ndarray, paired: bool, rng: np.random.Generator) -> tuple[Effect, ...]:
+    """Effect sizes of a vs b with 95% bootstrap CIs that resample seeds (pairs together when paired):
+    median difference, mean difference, standardized difference (d_z paired, Hedges' g unpaired),
+    Cliff's delta and A12. x, y: (n,) accuracies, NaN for diverged runs (dropped; paired: the seed)."""
+    if paired:
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+    else:
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    names = ("median_difference", "mean_difference", "d_z" if paired else "hedges_g", "cliffs_delta", "a12")
+    if len(x) < 2 or len(y) < 2:
+        return tuple(Effect(n, None, (None, None)) for n in names)
+    ix = rng.integers(0, len(x), (N_BOOT, len(x)))
+    iy = ix if paired else rng.integers(0, len(y), (N_BOOT, len(y)))
+    bx, by = x[ix], y[iy]
+    if paired:
+        med = (np.median(x - y), np.median(bx - by, axis=1))
+        std = (_d_z(x - y), _d_z(bx - by))
+    else:
+        med = (np.median(x) - np.median(y), np.median(bx, axis=1) - np.median(by, axis=1))
+        std = (_hedges_g(x, y), _hedges_g(bx, by))
+    a12 = (_a12(x, y), _a12(bx, by))
+    values = [med, (x.mean() - y.mean(), bx.mean(axis=1) - by.mean(axis=1)), std,
+              (2 * a12[0] - 1, 2 * a12[1] - 1), a12]
+    return tuple(Effect(n, _num(v), _boot_ci(b)) for n, (v, b) in zip(names, values))
+
+
+def median_difference(x: np.ndarray, y: np.ndarray, paired: bool, rng: np.random.Generator) -> Effect:
+    """Median of a - b (paired) or difference of medians, diverged runs dropped; bootstrap CI over seeds."""
+    return accuracy_effects(x, y, paired, rng)[0]
+
+
+# ---------------------------------------------------------------- assumptions and power
+
+def shapiro(values: np.ndarray) -> tuple[float | None, float | None]:
+    """Shapiro-Wilk W and p (Shapiro & Wilk 1965); None for fewer than 3 values or no variance."""
+    values = values[np.isfinite(values)]
+    if len(values) < 3 or np.all(values == values[0]):
+        return None, None
+    res = stats.shapiro(values)
+    return float(res.statistic), float(res.pvalue)
+
+
+def levene(groups: list[np.ndarray]) -> TestResult:
+    """Brown-Forsythe (median-centred Levene) test of equal variances; R's car::leveneTest default."""
+    groups = [g[np.isfinite(g)] for g in groups]
+    if any(len(g) < 2 for g in groups) or all(np.all(g == g[0]) for g in groups):
+        return TestResult("levene", None, len(groups) - 1, None, "too few runs or no variance")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        res = stats.levene(*groups, center="median")
+    return TestResult("levene", _num(res.statistic), len(groups) - 1, _num(res.pvalue), "median-centred",
+                      sum(len(g) for g in groups) - len(groups))
+
+
+def mde_t(n: int, alpha: float, paired: bool, power: float = POWER) -> float | None:
+    """Smallest standardized effect (d_z paired with n pairs; d unpaired with n per arm) that a two-sided
+    t-test at `alpha` detects with `power`."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    if n < 2:
+        return None
+    if paired:
+        return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power))
+    return float(TTestIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0))
+
+
+def seeds_needed(effect: float, alpha: float, paired: bool, power: float = POWER) -> int:
+    """Seeds (pairs, or runs per arm) for a two-sided t-test at `alpha` to detect `effect` with `power`."""
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    if paired:
+        n = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=alpha, power=power)
+    else:
+        n = TTestIndPower().solve_power(effect_size=effect, nobs1=None, alpha=alpha, power=power, ratio=1.0)
+    return int(math.ceil(n - 1e-9))
+
+
+def holm(pvalues: list[float | None]) -> list[float | None]:
+    """Holm (1979) step-down adjusted p-values; None entries (tests that could not run) stay None and are
+    not counted. (Written out: statsmodels' multipletests forces a garbage collection on every call.)"""
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    out: list[float | None] = [None] * len(pvalues)
+    if idx:
+        p = np.array([pvalues[i] for i in idx], float)
+        order = np.argsort(p, kind="stable")
+        m = len(p)
+        adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+        for i, q in zip(np.array(idx)[order], adj):
+            out[i] = float(q)
+    return out
