@@ -268,3 +268,140 @@ def test_cox_reports_separation_instead_of_a_huge_ratio():
     g = np.array(["fast"] * 4 + ["slow"] * 4)
     (res,) = cox(t, e, g, reference="slow", strata=np.array([0, 1, 2, 3] * 2))
     assert res.hazard_ratio is None and "separation" in res.note
+
+
+# ---------------------------------------------------------------- final accuracy, divergence, power, factorial
+
+def accuracy_tidy(finals: dict, budget: int = 3, diverged: dict | None = None, factors: dict | None = None,
+                  seeds: dict | None = None) -> pd.DataFrame:
+    """Tidy rows whose accuracy climbs linearly from 0.1 to finals[arm][i] (run i, seed seeds[arm][i])."""
+    rows = []
+    for arm, values in finals.items():
+        for i, final in enumerate(values):
+            seed = (seeds or {}).get(arm, range(len(values)))[i]
+            div = bool(diverged and i in diverged.get(arm, ()))
+            for e in range(budget + 1):
+                rows.append({"run": f"{arm}-{seed}-{factors}", "initializer": arm, "seed": seed, "epoch": e,
+                             "val_acc": 0.1 + (final - 0.1) * e / budget, "val_loss": 1.0, "train_loss": 1.0,
+                             "diverged": div, **(factors or {})})
+    return pd.DataFrame(rows)
+
+
+def test_unpaired_accuracy_planted_effect_and_no_difference_twin():
+    """Unpaired arms: ANOVA, Welch, Kruskal and Tukey find a planted 3-SD shift; with none they reject in
+    about alpha of the draws."""
+    rng = np.random.default_rng(11)
+    seeds = {"a": list(range(10)), "b": list(range(10, 20)), "c": list(range(20, 30))}
+    planted = accuracy_tidy({"a": 0.90 + 0.01 * rng.standard_normal(10), "b": 0.90 + 0.01 * rng.standard_normal(10),
+                             "c": 0.93 + 0.01 * rng.standard_normal(10)}, seeds=seeds)
+    cell = analyze_cell(planted, {}, 0.95, 3, ["a", "b", "c"])
+    assert cell.design == "unpaired"
+    assert all(t.pvalue < 0.01 for t in cell.final_omnibus), cell.final_omnibus
+    tukey = {(p.a, p.b): p for p in cell.final_pairwise if p.test == "tukey_hsd"}
+    assert tukey[("a", "c")].pvalue < 0.05 and tukey[("a", "c")].effect.ci[1] < 0
+    g = next(e for e in tukey[("a", "c")].effects if e.name == "hedges_g")
+    assert g.value < -1 and g.ci[1] < 0
+    rejections = {t: 0 for t in ("anova", "welch_anova", "kruskal", "tukey_hsd")}
+    draws = 60
+    for _ in range(draws):
+        twin = accuracy_tidy({k: 0.9 + 0.01 * rng.standard_normal(10) for k in "abc"}, seeds=seeds)
+        c = analyze_cell(twin, {}, 0.95, 3, ["a", "b", "c"])
+        for t in c.final_omnibus:
+            rejections[t.test] += t.pvalue < 0.05
+        rejections["tukey_hsd"] += any(p.pvalue < 0.05 for p in c.final_pairwise if p.test == "tukey_hsd")
+    # Binomial(60, 0.05) exceeds 8 with probability < 0.5%.
+    assert max(rejections.values()) <= 8, rejections
+
+
+def test_paired_accuracy_t_and_effects_and_assumption_checks():
+    rng = np.random.default_rng(12)
+    base = 0.9 + 0.02 * rng.standard_normal(8)  # shared seed effect: pairing removes it
+    tidy = accuracy_tidy({"a": base + 0.005 + 0.002 * rng.standard_normal(8), "b": base})
+    cell = analyze_cell(tidy, {}, 0.95, 3, ["a", "b"])
+    tests = {p.test: p for p in cell.final_pairwise}
+    assert set(tests) == {"wilcoxon", "paired_t"}
+    assert tests["paired_t"].pvalue < 0.01 and tests["paired_t"].effect.name == "d_z"
+    assert tests["paired_t"].effect.value > 1 and tests["paired_t"].effect.ci[0] > 0
+    assert [t.test for t in cell.final_omnibus] == ["rm_anova"]  # two arms: no Friedman
+    assert cell.final_checks[0].test == "shapiro" and cell.final_checks[0].pvalue is not None
+    assert cell.best is not None and {p.test for p in cell.best.pairwise} == {"wilcoxon", "paired_t"}
+
+
+def test_divergence_rates_wilson_and_cochran_planted_and_twin():
+    rng = np.random.default_rng(13)
+    finals = {k: 0.9 + 0.01 * rng.standard_normal(12) for k in ("stable", "fragile")}
+    cell = analyze_cell(accuracy_tidy(finals, diverged={"fragile": set(range(9))}), {}, 0.95, 3)
+    assert cell.divergence_test.test == "cochran_q" and cell.divergence_test.pvalue < 0.01
+    arm = {a.initializer: a for a in cell.arms}
+    assert arm["fragile"].n_diverged == 9 and arm["fragile"].diverged_ci[0] > 0.4
+    assert arm["stable"].diverged_ci == (0.0, pytest.approx(0.2425, abs=1e-4))  # Wilson 0/12
+    twin = analyze_cell(accuracy_tidy(finals, diverged={"fragile": {0}, "stable": {1}}), {}, 0.95, 3)
+    assert twin.divergence_test.pvalue > 0.5
+    unpaired = accuracy_tidy(finals, diverged={"fragile": set(range(9))},
+                             seeds={"stable": list(range(12)), "fragile": list(range(12, 24))})
+    assert analyze_cell(unpaired, {}, 0.95, 3).divergence_test.test == "fisher_exact"
+
+
+def test_power_flags_underpowered_cells():
+    rng = np.random.default_rng(14)
+    few = analyze_cell(accuracy_tidy({k: 0.9 + 0.01 * rng.standard_normal(5) for k in "abc"}), {}, 0.95, 3)
+    p = few.power
+    assert p.underpowered and p.comparisons == 3 and p.alpha_per_comparison == pytest.approx(0.05 / 3)
+    assert p.min_wilcoxon_p == pytest.approx(2 / 32) and any("Wilcoxon" in r for r in p.reasons)
+    assert p.seeds_needed == S_seeds_needed(0.8, 0.05 / 3, True) and p.mde_standardized > 0.8
+    many = analyze_cell(accuracy_tidy({k: 0.9 + 0.01 * rng.standard_normal(30) for k in "ab"}), {}, 0.95, 3)
+    assert not many.power.underpowered and many.power.mde_standardized < 0.8
+    assert many.power.mde_accuracy == pytest.approx(many.power.mde_standardized * 0.01 * np.sqrt(2), rel=0.35)
+
+
+def S_seeds_needed(effect, alpha, paired):
+    from initstudy.stats import seeds_needed
+
+    return seeds_needed(effect, alpha, paired)
+
+
+def test_factorial_interaction_planted_and_twin():
+    """he beats xavier with relu only: the initializer x activation interaction is significant; with an
+    additive (same-size) advantage in both activations it is not."""
+    rng = np.random.default_rng(15)
+
+    def study(gap_tanh):
+        parts = []
+        for act, gap in (("relu", 0.03), ("tanh", gap_tanh)):
+            base = 0.9 + 0.005 * rng.standard_normal(10)
+            parts.append(accuracy_tidy({"he": base + gap, "xavier": base + 0.003 * rng.standard_normal(10)},
+                                       factors={"activation": act}))
+        return pd.concat(parts)
+
+    res = analyze(study(0.0), ["activation"], 0.99, 3, 0.05, "s")
+    assert len(res.cells) == 2 and len(res.factorial) == 1
+    f = res.factorial[0]
+    terms = {t.test: t for t in f.final_accuracy}
+    assert f.factor == "activation" and f.design == "blocked by seed"
+    assert terms["initializer:activation"].pvalue < 0.001
+    twin = {t.test: t for t in analyze(study(0.03), ["activation"], 0.99, 3, 0.05, "s").factorial[0].final_accuracy}
+    assert twin["initializer:activation"].pvalue > 0.05 and twin["initializer"].pvalue < 0.001
+
+
+def test_results_json_carries_the_documented_schema():
+    import json
+
+    rng = np.random.default_rng(16)
+    tidy = synthetic({"a": lambda r: r.integers(2, 5), "b": lambda r: r.integers(3, 7), "c": lambda r: 99}, 6, 8, rng)
+    d = json.loads(json.dumps(analyze(tidy, [], 0.9, 8, 0.05, "s").to_dict(), allow_nan=False))
+    cell = d["cells"][0]
+    assert cell["design"] == "paired" and cell["budget_epochs"] == 8 and cell["threshold"] == 0.9
+    fa = cell["final_accuracy"]
+    assert {t["test"] for t in fa["omnibus"]} == {"friedman", "iman_davenport", "rm_anova"}
+    for p in fa["pairwise"]:
+        assert {"a", "b", "test", "statistic", "pvalue", "pvalue_holm", "effect"} <= set(p)
+        assert {"name", "value", "ci"} <= set(p["effect"])
+    ett = cell["epochs_to_threshold"]
+    assert ett["omnibus"][0]["test"] == "logrank" and {"statistic", "df", "pvalue"} <= set(ett["omnibus"][0])
+    assert {"epoch", "survival"} == set(ett["kaplan_meier"]["a"][0])
+    assert {"initializer", "reference", "hazard_ratio", "ci", "pvalue"} <= set(ett["cox"][0])
+    assert all(p["effect"]["name"] == "rmst_difference" for p in ett["pairwise"])
+    assert [r["initializer"] for r in ett["rmst"]] == ["a", "b", "c"] and ett["rmst"][2]["rmst"] == 8
+    assert cell["divergence"]["arms"][0]["ci"] == [0.0, pytest.approx(0.39, abs=0.01)]
+    assert cell["power"]["n_seeds"] == 6 and cell["power"]["comparisons"] == 3
+    assert fa["assumptions"] and cell["best_accuracy"]["pairwise"]

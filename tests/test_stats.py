@@ -200,3 +200,15 @@ def test_cox_interaction_planted_and_twin():
     t2 = np.minimum(np.ceil(rng.exponential(additive)), 10).astype(float)
     twin = S.cox_interaction(t2, (t2 < 10).astype(int), g, f)
     assert twin.pvalue > 0.05
+
+
+def test_studentized_range_agrees_with_scipy():
+    from scipy import stats
+
+    for k in (2, 3, 10):
+        for df in (2.0, 17.776, 27.0, 500.0):
+            for q in (0.5, 2.0, 3.5, 7.0):
+                assert S.studentized_range_cdf(q, k, df) == pytest.approx(stats.studentized_range.cdf(q, k, df),
+                                                                          abs=1e-7)
+    # R: qtukey(0.95, 3, 27) = 3.506426 (the critical value behind TukeyHSD on PlantGrowth).
+    assert S.studentized_range_ppf(0.95, 3, 27) == pytest.approx(3.506426, abs=1e-6)
