@@ -213,8 +213,9 @@ def _cmd_analyze(args) -> int:
         results, name = analyze_study(study, args.runs_dir)[0], study.name
     out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
     write_json(out, results.to_dict())
+    weak = sum(1 for c in results.cells if c.power and c.power.underpowered)
     print(f"wrote {out} ({len(results.cells)} cell{'s' if len(results.cells) != 1 else ''}, threshold "
-          f"{results.threshold:g})")
+          f"{results.threshold:g}" + (f"; {weak} underpowered, see power.reasons" if weak else "") + ")")
     return 0
 
 
