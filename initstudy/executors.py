@@ -254,7 +254,8 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"at {address}" if address else "locally"
             raise SweepError(f"cannot start or reach a Ray cluster {where} ({one_line(exc, 160)}); start one "
-                             "with `ray start --head` and pass --ray-address HEAD_IP:6379") from None
+                             "with `ray start --head` and pass --ray-address HEAD_IP:6379 (or auto on the head); "
+                             "a cluster with token authentication also needs RAY_AUTH_MODE=token") from None
         try:
             self.gpus, self.accelerator, self.parallel = self._fit(gpus, accelerator)
         except SweepError:
