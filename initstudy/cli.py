@@ -156,10 +156,13 @@ def _cmd_train(args) -> int:
                                  "use --set accelerator=auto (or cpu)")
     p = plan(study, args.runs_dir, args.retry_failed)
     if not p.todo:
+        if p.failed:
+            print(f"study {study.name}: {p.finished} of {p.total} runs finished in {args.runs_dir}/{study.name}, "
+                  f"nothing to train; {_retry_hint(args, len(p.failed))}")
+            return 1
         print(f"study {study.name}: all {p.total} runs already finished in {args.runs_dir}/{study.name}; "
-              "nothing to train" + (f"; {_retry_hint(args, len(p.failed))}" if p.failed else
-                                    f" (initstudy report --study {args.study})"))
-        return 1 if p.failed else 0
+              f"nothing to train (initstudy report --study {args.study})")
+        return 0
     load_dataset(study.dataset, study.data_dir, study.split_seed)  # fail on missing data before any output
     executor = make_executor(study, args.executor, args.workers, args.cpus_per_run, args.gpus_per_run,
                              args.ray_address)
@@ -167,11 +170,9 @@ def _cmd_train(args) -> int:
     try:
         with RunStore(args.runs_dir, study.name).lock():
             p = plan(study, args.runs_dir, args.retry_failed)  # again, under the lock: a train that just ended
-            where = "in this process" if executor.parallel == 1 and args.executor == "local" else \
-                f"{executor.parallel} at once ({args.executor})"
-            print(f"study {study.name}: {len(p.todo)} of {p.total} runs to train {where} ({p.finished} already "
-                  f"finished" + (f", {_retry_hint(args, len(p.failed))}" if p.failed else "") +
-                  f") -> {args.runs_dir}/{study.name}", flush=True)
+            skipped = f", {_retry_hint(args, len(p.failed))}" if p.failed else ""
+            print(f"study {study.name}: {len(p.todo)} of {p.total} runs to train {executor.where} "
+                  f"({p.finished} already finished{skipped}) -> {args.runs_dir}/{study.name}", flush=True)
             start = time.perf_counter()
             bar = tqdm(total=len(p.todo), unit="run", dynamic_ncols=True, file=sys.stderr)
             try:

@@ -83,7 +83,7 @@ class InProcess:
 
     def __init__(self, data_dir: str | None, accelerator: str, threads: int | None):
         self.data_dir, self.accelerator, self.threads = data_dir, accelerator, threads
-        self.parallel = 1
+        self.parallel, self.where = 1, "in this process"
 
     def outcomes(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
         import torch
@@ -154,6 +154,8 @@ class LocalPool:
         self.parallel, self.threads, self.gpus = workers, threads, gpus
         self.data_dir, self.accelerator = data_dir, accelerator
         self.ctx = multiprocessing.get_context("spawn")
+        self.where = f"on {workers} worker processes ({threads} torch thread{'s' if threads > 1 else ''} each" + \
+            (f", GPUs {','.join(gpus)})" if gpus else ")")
 
     def _spawn(self, slot: int) -> _Worker:
         ours, theirs = self.ctx.Pipe()
@@ -189,8 +191,7 @@ class LocalPool:
                         yield "end", spec, outcome
                     elif outcome == "lost" or not w.proc.is_alive():
                         spec, slots[i] = w.spec, None
-                        w.conn.close()
-                        w.proc.join()
+                        self._end(w)
                         losses[spec.run_id] = losses.get(spec.run_id, 0) + 1
                         if losses[spec.run_id] > WORKER_LOSS_RETRIES:
                             yield "end", spec, Outcome("failed", error=(
@@ -220,11 +221,15 @@ class LocalPool:
             else:
                 w.proc.kill()
         for w in filter(None, slots):
-            w.proc.join(timeout=10)
-            if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join()
-            w.conn.close()
+            self._end(w)
+
+    @staticmethod
+    def _end(w: _Worker) -> None:
+        w.proc.join(timeout=10)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join()
+        w.conn.close()
 
     def close(self) -> None:
         pass
@@ -261,6 +266,8 @@ class RayExecutor:
         except SweepError:
             ray.shutdown()
             raise
+        self.where = f"as Ray tasks, {self.parallel} at a time ({cpus} CPU{'s' if cpus > 1 else ''}" + \
+            (f", {self.gpus:g} GPU each)" if self.gpus else " each)")
 
     def _fit(self, gpus: float | None, accelerator: str) -> tuple[float, str, int]:
         """(GPUs per run, the runs' accelerator, runs at once) checked against the cluster's nodes."""
