@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import socket
 import threading
@@ -59,7 +60,8 @@ class Outcome:
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+    """ "Type: message" on one line, at most about `limit` characters, without terminal colour codes."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
     return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
@@ -308,7 +310,9 @@ class RayExecutor:
                     try:
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # retries used up, a node lost, or no initstudy there
-                        outcome = Outcome("failed", error=one_line(exc), traceback=str(exc))
+                        cause = getattr(exc, "cause", None)  # a task that raised: name what it raised
+                        outcome = Outcome("failed", error=one_line(cause if isinstance(cause, Exception) else exc),
+                                          traceback=str(exc))
                     yield "end", spec, outcome
         finally:
             for ref in pending:
