@@ -73,7 +73,13 @@ def _alive(pid: int) -> bool:
 
 def _workers(pid: int) -> list[int]:
     """The driver's spawned worker processes (not multiprocessing's resource tracker)."""
-    return [c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    def cmdline(c):
+        try:
+            return Path(f"/proc/{c}/cmdline").read_bytes()
+        except OSError:  # exited since the listing
+            return b""
+
+    return [c for c in _children(pid) if b"spawn_main" in cmdline(c)]
 
 
 def _wait_until(condition, what: str, limit: float = 240, proc: subprocess.Popen | None = None) -> None:
