@@ -1,10 +1,12 @@
 # initstudy: `make train report` runs the default study and writes its report; `make test` runs the tests.
+# `make train WORKERS=2` trains with two worker processes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 STUDY  ?= default
 RUNS   ?= runs
+WORKERS ?=
 
 .PHONY: install train report test bench clean
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/initstudy train --study $(STUDY) --runs-dir $(RUNS)
+	$(BIN)/initstudy train --study $(STUDY) --runs-dir $(RUNS) $(if $(WORKERS),--workers $(WORKERS))
 
 report: $(STAMP)
 	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS)

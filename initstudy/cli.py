@@ -25,8 +25,29 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Train CNNs under many weight initializers and test the differences.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train every unfinished run of a study",
-                       description="Train every unfinished run of a study; finished runs are skipped.")
+                       description="Train every unfinished run of a study; finished runs are skipped, and so are "
+                                   "runs recorded as failed unless --retry-failed is given.")
     _study_args(p)
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: one Ray task per run")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local runs trained at once (default: one per visible GPU, else 1)")
+    p.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                   help="torch threads of each run, and the CPUs a Ray task reserves (default: local, the "
+                        "cores divided by --workers; ray, 1)")
+    p.add_argument("--gpus-per-run", type=float, default=None, metavar="X",
+                   help="ray: GPUs a run reserves, a fraction packs several runs on one GPU (default: 1 when the "
+                        "cluster has GPUs and the study may use them, else 0)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="ray: the cluster's head, HOST:6379, or auto for the cluster started on this machine "
+                        "(default: start a private local Ray instance)")
+    p.add_argument("--retry-failed", action="store_true", help="train the runs recorded as failed again")
+    p = sub.add_parser("status", help="count a study's runs by status, list failures, estimate the time left",
+                       description="Count a study's runs as done, diverged, failed or pending, give each failure's "
+                                   "reason and estimate the time left. Reads the run store only; safe while "
+                                   "train runs.")
+    _study_args(p)
+    p.add_argument("--json", action="store_true", help="print {total, counts, running, failures, eta_seconds} as JSON")
     p = sub.add_parser("report", help="analyse a study's runs and write report.html and results.json",
                        description="Analyse the finished runs of a study and write DIR/<study>/report/report.html "
                                    "and results.json.")
@@ -112,52 +133,95 @@ def _fmt_s(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _retry_hint(args, n_failed: int) -> str:
+    return (f"{n_failed} failed run{'s' if n_failed != 1 else ''} (initstudy status --study {args.study} shows why; "
+            "add --retry-failed to train them again)")
+
+
 def _cmd_train(args) -> int:
     from tqdm import tqdm
 
     from .config import load_study
     from .data import load_dataset
+    from .executors import make_executor
+    from .store import RunStore
     from .sweep import plan, run_sweep
 
     study = load_study(args.study, args.overrides)
-    if study.accelerator in ("gpu", "cuda"):
+    if study.accelerator in ("gpu", "cuda") and args.executor == "local":
         import torch
 
         if not torch.cuda.is_available():
             raise InitStudyError(f"accelerator {study.accelerator!r} asked for but no CUDA GPU is visible; "
                                  "use --set accelerator=auto (or cpu)")
-    todo, finished = plan(study, args.runs_dir)
-    total = len(todo) + finished
-    if not todo:
-        print(f"study {study.name}: all {total} runs already finished in {args.runs_dir}/{study.name}; "
+    p = plan(study, args.runs_dir, args.retry_failed)
+    if not p.todo:
+        if p.failed:
+            print(f"study {study.name}: {p.finished} of {p.total} runs finished in {args.runs_dir}/{study.name}, "
+                  f"nothing to train; {_retry_hint(args, len(p.failed))}")
+            return 1
+        print(f"study {study.name}: all {p.total} runs already finished in {args.runs_dir}/{study.name}; "
               f"nothing to train (initstudy report --study {args.study})")
         return 0
     load_dataset(study.dataset, study.data_dir, study.split_seed)  # fail on missing data before any output
-    print(f"study {study.name}: {len(todo)} of {total} runs to train ({finished} already finished) "
-          f"-> {args.runs_dir}/{study.name}")
+    executor = make_executor(study, args.executor, args.workers, args.cpus_per_run, args.gpus_per_run,
+                             args.ray_address)
     counts = {"done": 0, "diverged": 0, "failed": 0}
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, file=sys.stderr)
     try:
-        for ev in run_sweep(study, args.runs_dir, todo):
-            if ev.kind == "start":
-                bar.set_postfix_str(f"{ev.spec.init.label} seed {ev.spec.seed} {ev.spec.model}/{ev.spec.activation}")
-                continue
-            counts[ev.kind] += 1
-            if ev.kind == "failed":
-                bar.write(f"run {ev.spec.run_id} ({ev.spec.init.label}, seed {ev.spec.seed}) failed: {ev.error}")
-            bar.update(1)
+        with RunStore(args.runs_dir, study.name).lock():
+            p = plan(study, args.runs_dir, args.retry_failed)  # again, under the lock: a train that just ended
+            skipped = f", {_retry_hint(args, len(p.failed))}" if p.failed else ""
+            print(f"study {study.name}: {len(p.todo)} of {p.total} runs to train {executor.where} "
+                  f"({p.finished} already finished{skipped}) -> {args.runs_dir}/{study.name}", flush=True)
+            start = time.perf_counter()
+            bar = tqdm(total=len(p.todo), unit="run", dynamic_ncols=True, file=sys.stderr)
+            try:
+                for ev in run_sweep(study, args.runs_dir, p.todo, executor):
+                    spec = ev.spec
+                    if ev.kind == "start":
+                        bar.set_postfix_str(f"{spec.init.label} seed {spec.seed} {spec.model}/{spec.activation}")
+                        continue
+                    counts[ev.kind] += 1
+                    if ev.kind == "failed":
+                        bar.write(f"run {spec.run_id} ({spec.init.label}, seed {spec.seed}) failed: {ev.error}")
+                    bar.update(1)
+            finally:
+                bar.close()
     except KeyboardInterrupt:
-        bar.close()
-        print(f"\ninterrupted: {sum(counts.values())} runs finished this time and are kept; the run in progress "
-              "is left unfinished. Run the same command again to continue.", file=sys.stderr)
+        print(f"\ninterrupted: {sum(counts.values())} runs finished this time and are kept; runs in progress "
+              "are left unfinished. Run the same command again to continue.", file=sys.stderr)
         return 130
     finally:
-        bar.close()
-    print(f"trained {len(todo)} runs in {_fmt_s(time.perf_counter() - start)}: {counts['done']} done, "
+        executor.close()
+    failed = counts["failed"] + len(p.failed)
+    print(f"trained {len(p.todo)} runs in {_fmt_s(time.perf_counter() - start)}: {counts['done']} done, "
           f"{counts['diverged']} diverged, {counts['failed']} failed"
-          + (" (see run.json of the failed runs; run train again to retry them)" if counts["failed"] else ""))
-    return 1 if counts["failed"] else 0
+          + (f"; {_retry_hint(args, failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _cmd_status(args) -> int:
+    from .config import load_study
+    from .sweep import sweep_status
+
+    study = load_study(args.study, args.overrides)
+    st = sweep_status(study, args.runs_dir)
+    if args.json:
+        print(json.dumps(st.to_dict(), indent=1))
+        return 0
+    c = st.counts
+    print(f"study {study.name} in {args.runs_dir}/{study.name}: {st.total} runs: {c['done']} done, "
+          f"{c['diverged']} diverged, {c['failed']} failed, {c['pending']} pending"
+          + (f" ({st.running} marked running: training now, or left by a stopped train)" if st.running else ""))
+    for f in st.failures:
+        print(f"  failed {f['run_id']} ({f['initializer']}, seed {f['seed']}): {f['error']}")
+    if c["pending"]:
+        eta = "unknown until a run has finished" if st.eta_seconds is None else \
+            f"about {_fmt_s(st.eta_seconds)} at the last train's pace"
+        print(f"time left: {eta}")
+    if c["failed"]:
+        print(f"retry the failed runs with: initstudy train --study {args.study} --retry-failed")
+    return 0
 
 
 def _cmd_report(args) -> int:
@@ -276,7 +340,8 @@ def _cmd_bench(args) -> int:
     return 0 if all(ok.values()) else 1
 
 
-COMMANDS = {"import": _cmd_import, "analyze": _cmd_analyze, "bench": _cmd_bench, "train": _cmd_train, "report": _cmd_report, "list": _cmd_list, "inspect": _cmd_inspect}
+COMMANDS = {"import": _cmd_import, "analyze": _cmd_analyze, "bench": _cmd_bench, "train": _cmd_train,
+            "status": _cmd_status, "report": _cmd_report, "list": _cmd_list, "inspect": _cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:

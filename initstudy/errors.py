@@ -15,3 +15,7 @@ class DataError(InitStudyError):
 
 class StoreError(InitStudyError):
     """The run store is missing, corrupt, or has no finished runs."""
+
+
+class SweepError(InitStudyError):
+    """A sweep cannot start: bad worker or resource options, or an unreachable Ray cluster."""

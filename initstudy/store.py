@@ -5,11 +5,14 @@ A run folder holds `config.json` (the resolved RunSpec), `diagnostics.json`
 `run.json` (status, timings, device, versions).
 `run.json` is written first with status "running" and rewritten last with the
 final status, so a run counts as finished only once all its files are in
-place; anything else is redone by the next `train`.
+place; anything else is redone by the next `train`. One process writes a
+study's store at a time: `lock()` holds an exclusive lock on `.lock` that the
+operating system releases when the holder dies, however it dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,10 +66,7 @@ class RunStore:
 
     def status(self, run_id: str) -> str | None:
         """The run's status, or None when it has no readable run.json."""
-        try:
-            return _read_json(self.run_dir(run_id) / "run.json").get("status")
-        except (OSError, ValueError, AttributeError):
-            return None
+        return self.info(run_id).get("status")
 
     def is_finished(self, run_id: str) -> bool:
         return self.status(run_id) in FINISHED and (self.run_dir(run_id) / "metrics.json").is_file()
@@ -89,13 +89,50 @@ class RunStore:
         run = _read_json(d / "run.json")
         write_json(d / "run.json", {**run, **info, "status": status, "finished": time.time()})
 
-    def fail(self, spec: RunSpec, error: str) -> None:
+    def fail(self, spec: RunSpec, error: str, traceback: str | None = None, info: dict | None = None) -> None:
+        """Record a run that raised: `error` is one line ("Type: message"), `traceback` the full text."""
         d = self.run_dir(spec.run_id)
         try:
             run = _read_json(d / "run.json")
         except (OSError, ValueError):
             run = {"schema": SCHEMA, "run_id": spec.run_id}
-        write_json(d / "run.json", {**run, "status": "failed", "error": error, "finished": time.time()})
+        write_json(d / "run.json", {**run, **(info or {}), "status": "failed", "error": error,
+                                    "traceback": traceback, "finished": time.time()})
+
+    def info(self, run_id: str) -> dict:
+        """The run's run.json as a dict ({} when it has none or it is unreadable)."""
+        try:
+            info = _read_json(self.run_dir(run_id) / "run.json")
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the study's write lock; raises StoreError when another process holds it.
+
+        flock is dropped by the kernel when its holder exits, even by SIGKILL, so a killed
+        `train` never leaves a stale lock behind.
+        """
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise StoreError(f"{self.root} is being written by another `initstudy train` ({holder}); "
+                                 "wait for it to finish or stop it, then run this again") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def load(self, run_id: str) -> RunRecord:
         """A finished run; a corrupt one raises StoreError naming the file and the fix."""

@@ -1,41 +1,49 @@
-"""A sweep: train every unfinished run of a study in order, recording each in the run store.
+"""A sweep: hand a study's unfinished runs to an executor and record each in the run store.
 
-`run_sweep` yields one `SweepEvent` per run as it starts and ends, so the CLI can
-draw a progress bar; nothing here prints. A run that raises is recorded as
-"failed" with its error and the sweep goes on; Ctrl-C leaves the current run
-unfinished (redone next time) and every finished run untouched.
+Workers only compute (executors.py); the driver is the only writer of the run
+store, and writes every file atomically with `run.json`'s final status last
+(store.py). So a worker killed at any moment loses only its run in progress,
+and a driver killed at any moment leaves every finished run untouched and at
+most some half-written ones, which the next `train` clears and redoes: the
+same command trains exactly the missing runs. The caller holds the store's
+lock while `run_sweep` writes. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import platform
-import traceback
-from dataclasses import asdict, dataclass
+import statistics
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .config import RunSpec, Study, expand
-from .data import load_dataset
-from .store import RunStore
-from .training import RunResult, train_run
+from .executors import InProcess, Outcome
+from .store import FINISHED, RunStore
+from .training import versions  # noqa: F401  (the report reads library versions from here)
+
+COUNTED = ("done", "diverged", "failed", "pending")
 
 
 @dataclass
 class SweepEvent:
     kind: str  # "start", "done", "diverged" or "failed"
     spec: RunSpec
-    index: int  # 1-based position among the runs to train now
-    total: int  # runs to train now
-    result: RunResult | None = None
-    error: str | None = None
+    outcome: Outcome | None = None  # None for "start"
+
+    @property
+    def error(self) -> str | None:
+        return self.outcome.error if self.outcome else None
 
 
-def versions() -> dict:
-    import pytorch_lightning
-    import torch
+@dataclass
+class Plan:
+    todo: list[RunSpec]  # runs to train now, in study order
+    finished: int  # runs already done or diverged
+    failed: list[RunSpec]  # runs recorded as failed and left alone (no --retry-failed)
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "pytorch_lightning": pytorch_lightning.__version__, "platform": platform.platform()}
+    @property
+    def total(self) -> int:
+        return len(self.todo) + self.finished + len(self.failed)
 
 
 def study_dict(study: Study) -> dict:
@@ -44,36 +52,88 @@ def study_dict(study: Study) -> dict:
     return d
 
 
-def plan(study: Study, runs_dir: str | Path) -> tuple[list[RunSpec], int]:
-    """(runs still to train, number already finished)."""
+def plan(study: Study, runs_dir: str | Path, retry_failed: bool = False) -> Plan:
+    """What `train` would do now: unfinished runs are trained; failed ones only with `retry_failed`."""
     store = RunStore(runs_dir, study.name)
-    specs = expand(study)
-    todo = [s for s in specs if not store.is_finished(s.run_id)]
-    return todo, len(specs) - len(todo)
+    todo, failed, finished = [], [], 0
+    for spec in expand(study):
+        if store.is_finished(spec.run_id):
+            finished += 1
+        elif store.status(spec.run_id) == "failed" and not retry_failed:
+            failed.append(spec)
+        else:
+            todo.append(spec)
+    return Plan(todo, finished, failed)
 
 
-def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec] | None = None) -> Iterator[SweepEvent]:
-    """Train `todo` (default: every unfinished run), yielding an event before and after each."""
-    store = RunStore(runs_dir, study.name)
-    if todo is None:
-        todo, _ = plan(study, runs_dir)
+def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec], executor=None) -> Iterator[SweepEvent]:
+    """Train `todo` on `executor` (default: in this process), yielding an event as each run starts and ends.
+
+    Ends are yielded in completion order. A run that raised is recorded as "failed" with its error
+    and traceback, and the sweep goes on.
+    """
     if not todo:
         return
-    # Load the data before writing anything: a missing dataset fails with nothing written.
-    load_dataset(study.dataset, study.data_dir, study.split_seed)
+    executor = executor or InProcess(study.data_dir, study.accelerator, None)
+    store = RunStore(runs_dir, study.name)
     store.save_study(study_dict(study))
-    meta = {"study": study.name, "versions": versions()}
-    for index, spec in enumerate(todo, 1):
-        yield SweepEvent("start", spec, index, len(todo))
-        store.start(spec, meta)
-        try:
-            result = train_run(spec, study.data_dir, study.accelerator)
-        except Exception as exc:  # one bad run must not stop the sweep
-            error = f"{type(exc).__name__}: {exc}"
-            store.fail(spec, error + "\n" + traceback.format_exc())
-            yield SweepEvent("failed", spec, index, len(todo), error=error)
+    meta = {"study": study.name, "parallel": executor.parallel}
+    started = set()
+    for kind, spec, outcome in executor.outcomes(todo):
+        # Ray reports no start: its runs are marked running when their outcome arrives, just before it is written.
+        if kind == "start" or spec.run_id not in started:
+            store.start(spec, meta)  # clears what an earlier, killed attempt left behind
+            started.add(spec.run_id)
+        if kind == "start":
+            yield SweepEvent("start", spec)
             continue
-        store.finish(spec, result.status, result.history,
-                     {"diverged_epoch": result.diverged_epoch, "seconds": round(result.seconds, 3),
-                      "device": result.device}, result.diagnostics)
-        yield SweepEvent(result.status, spec, index, len(todo), result=result)
+        if outcome.status == "failed":
+            store.fail(spec, outcome.error, outcome.traceback, outcome.info)
+        else:
+            store.finish(spec, outcome.status, outcome.history, outcome.info, outcome.diagnostics)
+        yield SweepEvent(outcome.status, spec, outcome)
+
+
+@dataclass
+class StudyStatus:
+    total: int  # runs in the study
+    counts: dict  # done, diverged, failed, pending (never started, running, or left half-written)
+    running: int  # pending runs whose run.json says running: training now, or left by a stopped train
+    failures: list[dict] = field(default_factory=list)  # run_id, initializer, seed, error (one line)
+    eta_seconds: float | None = None  # pending x median run seconds / runs at once; None before any run finished
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
+    """Counts by status of the study's runs, the failures' reasons, and the estimated time left.
+
+    The estimate assumes the pace of the last `train`: median seconds of the finished runs,
+    divided by how many runs that train had going at once.
+    """
+    store = RunStore(runs_dir, study.name)
+    counts = dict.fromkeys(COUNTED, 0)
+    running, failures, seconds, last = 0, [], [], (0.0, 1)
+    for spec in expand(study):
+        info = store.info(spec.run_id)
+        state = info.get("status")
+        if state in FINISHED and store.is_finished(spec.run_id):
+            counts[state] += 1
+            if isinstance(info.get("seconds"), (int, float)):
+                seconds.append(info["seconds"])
+            last = max(last, (info.get("finished", 0.0), info.get("parallel", 1)))
+        elif state == "failed":
+            counts["failed"] += 1
+            error = str(info.get("error") or "no error recorded").splitlines()[0]  # older records held the traceback
+            failures.append({"run_id": spec.run_id, "initializer": spec.init.label, "seed": spec.seed,
+                             "error": error})
+        else:
+            counts["pending"] += 1
+            running += state == "running"
+    eta = None
+    if not counts["pending"]:
+        eta = 0.0
+    elif seconds:
+        eta = round(counts["pending"] * statistics.median(seconds) / max(1, last[1]), 1)
+    return StudyStatus(sum(counts.values()), counts, running, failures, eta)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import platform
 import signal
 import time
 import warnings
@@ -27,6 +28,12 @@ from .initializers import apply_init
 from .models import build_model
 
 EVAL_BATCH = 1000  # images per evaluation batch; evaluation has no gradient, so larger is just faster
+
+
+def versions() -> dict:
+    """The library versions a run trained with, for its run.json and the report."""
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "pytorch_lightning": pl.__version__, "platform": platform.platform()}
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -169,11 +176,17 @@ def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
     return net
 
 
-def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "auto") -> RunResult:
-    """Train one run to its epoch budget, or until its loss becomes non-finite ("diverged")."""
+def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "auto",
+              dataset: Dataset | None = None) -> RunResult:
+    """Train one run to its epoch budget, or until its loss becomes non-finite ("diverged").
+
+    `dataset` is the run's dataset when the caller already has it (a Ray task gets it from the
+    driver); otherwise it is loaded from `data_dir`.
+    """
     quiet_lightning()
     start = time.perf_counter()
-    dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
+    if dataset is None:
+        dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
     torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
     diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)

@@ -1,0 +1,234 @@
+"""Sweeps that scale and survive: worker processes, Ray, SIGKILL and resume, failed runs, status.
+
+Every sweep here trains with one torch thread per run (--cpus-per-run 1): the
+thread count changes the last bits of CPU float sums, so only sweeps with the
+same threads per run can be compared number for number.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from initstudy.cli import main
+from initstudy.config import expand, load_study
+from initstudy.store import RunStore
+
+from .conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+ONE_THREAD = ["--cpus-per-run", "1"]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "initstudy.cli", *args]
+
+
+def _histories(runs: Path, study) -> dict:
+    store = RunStore(runs, study.name)
+    return {s.run_id: store.load(s.run_id).history for s in expand(study)}
+
+
+def _finished(runs: Path, study) -> list[str]:
+    store = RunStore(runs, study.name)
+    return [s.run_id for s in expand(study) if store.is_finished(s.run_id)]
+
+
+def _status(runs: Path, study_file: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["status", "--study", str(study_file), "--runs-dir", str(runs), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(study file, runs dir): the tiny study trained in this process, uninterrupted, one thread per run."""
+    root = tmp_path_factory.mktemp("reference")
+    study_file = write_study(root / "tiny.yaml")
+    runs = root / "runs"
+    assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), *ONE_THREAD]) == 0
+    return study_file, runs
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's wait is missing
+
+
+def _workers(pid: int) -> list[int]:
+    """The driver's spawned worker processes (not multiprocessing's resource tracker)."""
+    def cmdline(c):
+        try:
+            return Path(f"/proc/{c}/cmdline").read_bytes()
+        except OSError:  # exited since the listing
+            return b""
+
+    return [c for c in _children(pid) if b"spawn_main" in cmdline(c)]
+
+
+def _wait_until(condition, what: str, limit: float = 240, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.time() + limit
+    while not condition():
+        assert time.time() < deadline, f"gave up waiting until {what}"
+        assert proc is None or proc.poll() is None, f"train exited ({proc.returncode}) before {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds worker processes through Linux /proc")
+def test_sigkill_worker_then_driver_and_resume_gives_the_uninterrupted_runs(reference, tmp_path, capsys):
+    ref_file, ref_runs = reference
+    study_file = write_study(tmp_path / "tiny.yaml")
+    study = load_study(str(study_file))
+    runs, total = tmp_path / "runs", len(expand(study))
+    cmd = _cli("train", "--study", str(study_file), "--runs-dir", str(runs), "--workers", "2", *ONE_THREAD)
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_until(lambda: len(_finished(runs, study)) >= 1, "a run finished", proc=proc)
+            workers = _workers(proc.pid)
+            assert len(workers) == 2
+            os.kill(workers[0], signal.SIGKILL)  # a worker dies mid-sweep: its run is retried, the rest go on
+            _wait_until(lambda: len(_finished(runs, study)) >= 3, "three runs finished", proc=proc)
+            workers = _workers(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert workers, (tmp_path / "first.log").read_text()
+    _wait_until(lambda: not any(_alive(w) for w in workers), "orphaned workers exited", limit=60)
+
+    finished = _finished(runs, study)
+    assert 3 <= len(finished) < total, (tmp_path / "first.log").read_text()
+    store = RunStore(runs, study.name)
+    snapshot = {r: {f: (store.run_dir(r) / f).read_bytes() for f in ("run.json", "metrics.json", "config.json")}
+                for r in finished}
+    st = _status(runs, study_file, capsys)
+    assert st["total"] == total and st["counts"]["done"] == len(finished)
+    assert st["counts"]["pending"] == total - len(finished) and st["eta_seconds"] > 0
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"{total - len(finished)} of {total} runs to train" in again.stdout
+    assert sorted(p.name for p in (runs / study.name).iterdir() if p.is_dir()) == sorted(s.run_id for s in
+                                                                                           expand(study))
+    assert {r: {f: (store.run_dir(r) / f).read_bytes() for f in files} for r, files in snapshot.items()} == snapshot
+    assert _histories(runs, study) == _histories(ref_runs, load_study(str(ref_file)))
+
+
+def test_ray_local_instance_gives_the_local_executor_numbers(reference, tmp_path, capsys):
+    ref_file, ref_runs = reference
+    study_file = write_study(tmp_path / "tiny.yaml")
+    runs = tmp_path / "runs"
+    proc = subprocess.run(_cli("train", "--study", str(study_file), "--runs-dir", str(runs), "--executor", "ray",
+                               *ONE_THREAD), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "as Ray tasks" in proc.stdout
+    study = load_study(str(study_file))
+    assert _histories(runs, study) == _histories(ref_runs, load_study(str(ref_file)))
+    store = RunStore(runs, study.name)
+    assert all(store.info(s.run_id)["threads"] == 1 and store.info(s.run_id)["device"] == "cpu"
+               for s in expand(study))
+    assert all(store.load_diagnostics(s.run_id) for s in expand(study))
+    assert _status(runs, study_file, capsys)["counts"] == {"done": 9, "diverged": 0, "failed": 0, "pending": 0}
+
+
+def test_a_failing_run_is_recorded_the_rest_finish_and_retry_failed_retries_it(reference, tmp_path, monkeypatch,
+                                                                                   capsys):
+    from initstudy import training
+
+    ref_file, ref_runs = reference
+    study_file = write_study(tmp_path / "tiny.yaml", seeds=[0])
+    study = load_study(str(study_file))
+    runs = tmp_path / "runs"
+    victim = expand(study)[1]
+    build_run = training.build_run
+
+    def out_of_memory(spec, dataset):
+        if spec.run_id == victim.run_id:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\n(GPU 0; 8 GiB total capacity)")
+        return build_run(spec, dataset)
+
+    monkeypatch.setattr(training, "build_run", out_of_memory)
+    args = ["train", "--study", str(study_file), "--runs-dir", str(runs), *ONE_THREAD]
+    assert main(args) == 1
+    out = capsys.readouterr()
+    assert "1 failed" in out.out and "--retry-failed" in out.out
+    assert f"run {victim.run_id} (xavier_normal, seed 0) failed: RuntimeError: CUDA out of memory" in out.out
+    store = RunStore(runs, study.name)
+    info = store.info(victim.run_id)
+    assert info["status"] == "failed"
+    assert info["error"] == ("RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB "
+                             "(GPU 0; 8 GiB total capacity)")
+    assert "Traceback" in info["traceback"] and "out_of_memory" in info["traceback"]
+    assert [store.status(s.run_id) for s in expand(study)] == ["done", "failed", "done"]
+    st = _status(runs, study_file, capsys)
+    assert st["counts"] == {"done": 2, "diverged": 0, "failed": 1, "pending": 0}
+    assert st["failures"] == [{"run_id": victim.run_id, "initializer": victim.init.label, "seed": 0,
+                               "error": info["error"]}]
+
+    # Without --retry-failed a failed run is left alone, and the exit code still says the study is incomplete.
+    before = (store.run_dir(victim.run_id) / "run.json").read_bytes()
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "2 of 3 runs finished in" in out and "nothing to train; 1 failed run" in out
+    assert (store.run_dir(victim.run_id) / "run.json").read_bytes() == before
+
+    monkeypatch.setattr(training, "build_run", build_run)
+    assert main([*args, "--retry-failed"]) == 0
+    assert "1 of 3 runs to train" in capsys.readouterr().out
+    assert "error" not in store.info(victim.run_id) and store.status(victim.run_id) == "done"
+    reference_runs = _histories(ref_runs, load_study(str(ref_file)))
+    assert _histories(runs, study) == {r: reference_runs[r] for r in _histories(runs, study)}
+
+
+def test_status_before_any_run_has_no_estimate(tmp_path, capsys):
+    study_file = write_study(tmp_path / "tiny.yaml")
+    st = _status(tmp_path / "runs", study_file, capsys)
+    assert st == {"total": 9, "counts": {"done": 0, "diverged": 0, "failed": 0, "pending": 9}, "running": 0,
+                  "failures": [], "eta_seconds": None}
+    assert main(["status", "--study", str(study_file), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "9 pending" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--cpus-per-run", "0"], "--cpus-per-run must be >= 1"),
+    (["--ray-address", "10.0.0.1:6379"], "--ray-address and --gpus-per-run are for --executor ray"),
+    (["--executor", "ray", "--workers", "2"], "--workers is for the local executor"),
+    (["--executor", "ray", "--gpus-per-run", "2"], "--gpus-per-run must be in [0, 1]"),
+])
+def test_bad_executor_options_exit_2_nothing_written(tmp_path, capsys, options, message):
+    study_file = write_study(tmp_path / "tiny.yaml")
+    runs = tmp_path / "runs"
+    assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("initstudy train: error:") and message in err[0]
+    assert not runs.exists()
+
+
+def test_a_second_train_of_the_same_store_is_refused(tmp_path, capsys):
+    study_file = write_study(tmp_path / "tiny.yaml")
+    runs = tmp_path / "runs"
+    with RunStore(runs, "tiny").lock():
+        assert main(["train", "--study", str(study_file), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "being written by another `initstudy train` (pid" in err
+    assert [p.name for p in (runs / "tiny").iterdir()] == [".lock"]
