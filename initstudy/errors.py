@@ -15,3 +15,7 @@ class DataError(InitStudyError):
 
 class StoreError(InitStudyError):
     """The run store is missing, corrupt, or has no finished runs."""
+
+
+class ReportError(InitStudyError):
+    """The report cannot be written (e.g. PDF output without WeasyPrint's system libraries)."""

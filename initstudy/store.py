@@ -61,12 +61,17 @@ class RunStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
+    def info(self, run_id: str) -> dict:
+        """The run's run.json (status, seconds, device, ...), or {} when it has no readable one."""
+        try:
+            info = _read_json(self.run_dir(run_id) / "run.json")
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
     def status(self, run_id: str) -> str | None:
         """The run's status, or None when it has no readable run.json."""
-        try:
-            return _read_json(self.run_dir(run_id) / "run.json").get("status")
-        except (OSError, ValueError, AttributeError):
-            return None
+        return self.info(run_id).get("status")
 
     def is_finished(self, run_id: str) -> bool:
         return self.status(run_id) in FINISHED and (self.run_dir(run_id) / "metrics.json").is_file()
