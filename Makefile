@@ -20,7 +20,7 @@ train: $(STAMP)
 	$(BIN)/initstudy train --study $(STUDY) --runs-dir $(RUNS)
 
 report: $(STAMP)
-	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS)
+	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS) --pdf
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

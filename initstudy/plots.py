@@ -176,12 +176,12 @@ def _matrix_panel(ax, order: list[str], values: dict, alpha: float, title: str, 
             ax.add_patch(_rect(j, i, colour))
             text = "–" if value is None else format(value, fmt)
             dark = colour in (SIG_LEVELS[0][2], SIG_LEVELS[1][2])
-            ax.text(j, i, text + ("\n" + stars if stars else ""), ha="center", va="center", fontsize=7,
+            ax.text(j, i, text + ("\n" + stars if stars else ""), ha="center", va="center", fontsize=8,
                     color="white" if dark else "black")
     ax.set_xlim(-0.5, k - 0.5)
     ax.set_ylim(k - 0.5, -0.5)
-    ax.set_xticks(range(k), order, rotation=35, ha="right", fontsize=7)
-    ax.set_yticks(range(k), order, fontsize=7)
+    ax.set_xticks(range(k), order, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(k), order, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
     for side in ax.spines.values():
@@ -210,11 +210,11 @@ def pairwise_matrix(cell: CellResult, alpha: float, restricted_means: dict[str, 
     for p in cell.ett_pairwise:
         d = restricted_means[p.a] - restricted_means[p.b]
         ett[(p.a, p.b)], ett[(p.b, p.a)] = (d, p.pvalue_holm), (-d, p.pvalue_holm)
-    side = 0.55 * len(order) + 1.6
+    side = max(3.2, 0.6 * len(order) + 1.4)
     fig = Figure(figsize=(2 * side + 0.4, side + 0.5), layout="constrained")
     ax_f, ax_e = fig.subplots(1, 2)
-    _matrix_panel(ax_f, order, final, alpha, "Final accuracy: median difference (row − column)", "+.3f")
-    _matrix_panel(ax_e, order, ett, alpha, "Epochs to threshold: restricted mean (row − column)", "+.2f")
+    _matrix_panel(ax_f, order, final, alpha, "Final accuracy:\nmedian difference, row − column", "+.3f")
+    _matrix_panel(ax_e, order, ett, alpha, "Epochs to threshold:\nrestricted mean, row − column", "+.2f")
     handles = [Patch(facecolor=c, edgecolor="0.6", label=f"{s} p < {min(b, alpha) if b else alpha:g}")
                for b, s, c in SIG_LEVELS] + [Patch(facecolor=NOT_SIG, edgecolor="0.6", label=f"p ≥ {alpha:g}")]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7,

@@ -57,6 +57,9 @@ def fmt_p(p) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+HEADERS = {"pvalue": "p", "pvalue_holm": "p (Holm)", "ci": "95% CI"}  # generic tests table: key -> column header
+
+
 def table_cell(value, key: str = "") -> str:
     """One value of a generic tests table: p-values as p-values, pairs as intervals, numbers to 3 places."""
     if value is None:
@@ -69,7 +72,9 @@ def table_cell(value, key: str = "") -> str:
         return str(value)
     if key.startswith("p") and ("value" in key or key in ("p", "p_holm")):
         return fmt_p(value)
-    return str(value) if isinstance(value, int) else f"{value:.3f}"
+    if key == "df" or isinstance(value, int):
+        return f"{value:g}"
+    return f"{value:.3f}"
 
 
 def p_clause(p) -> str:
@@ -101,9 +106,10 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
                        f"chi2 = {t.statistic:.2f}, df = {t.df:g}, {p_clause(t.pvalue)}).")
     for t in cell.final_omnibus:
         if t.pvalue is not None:
-            verdict = "differed" if t.pvalue < alpha else "were not shown to differ"
+            verdict = "differed" if t.pvalue < alpha else "was not shown to differ"
             out.append(f"Final accuracy {verdict} across initializers ({t.test}: statistic = {t.statistic:.2f}, "
                        f"df = {t.df:g}, {p_clause(t.pvalue)}).")
+    out += pair_sentences(cell, alpha)
     sig = [p for p in cell.final_pairwise if p.pvalue_holm is not None and p.pvalue_holm < alpha]
     n_pairs = len(cell.final_pairwise)
     if n_pairs:
@@ -113,6 +119,46 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
         out.append(f"With {len(cell.seeds)} paired seeds the smallest possible two-sided Wilcoxon p-value is "
                    f"{2 / 2 ** len(cell.seeds):.3f}, so no pair can be significant after correction: "
                    "add seeds before reading absence of evidence as evidence of absence.")
+    return out
+
+
+MAX_PAIRS = 6  # significant pairs spelled out per endpoint in the summary; the tables hold the rest
+
+
+def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
+    """One sentence per significant pair (up to MAX_PAIRS per endpoint, smallest p first): who is ahead, by how
+    much, and how sure; then the pairs not shown to differ."""
+    out = []
+    rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
+    hr = {(h.initializer, h.reference): h for h in cell.ett_cox if h.hazard_ratio is not None}
+    for endpoint, pairs in (("ett", cell.ett_pairwise), ("final", cell.final_pairwise)):
+        sig = sorted((p for p in pairs if p.pvalue_holm is not None and p.pvalue_holm < alpha),
+                     key=lambda p: p.pvalue_holm)
+        for p in sig[:MAX_PAIRS]:
+            holm_p = p_clause(p.pvalue_holm).replace("p ", "Holm-adjusted p ", 1)
+            if endpoint == "ett":
+                a, b = (p.a, p.b) if rmst[p.a] <= rmst[p.b] else (p.b, p.a)
+                h = hr.get((a, b)) or hr.get((b, a))
+                ratio = ""
+                if h is not None:
+                    flip = h.initializer == b  # the ratio of a against b is the inverse of b against a
+                    lo, hi = (1 / h.ci[1], 1 / h.ci[0]) if flip else h.ci
+                    ratio = f"hazard ratio {(1 / h.hazard_ratio if flip else h.hazard_ratio):.2f} [{lo:.2f}, {hi:.2f}]; "
+                out.append(f"{a} reached {cell.threshold:g} sooner than {b} (restricted mean {rmst[a]:.2f} vs "
+                           f"{rmst[b]:.2f} epochs; {ratio}log-rank, {holm_p}).")
+            elif p.effect is not None and p.effect.value is not None:
+                e = p.effect
+                a, b, sign = (p.a, p.b, 1) if e.value >= 0 else (p.b, p.a, -1)
+                ci = "" if e.ci[0] is None else " [{:+.3f}, {:+.3f}]".format(*sorted((sign * e.ci[0], sign * e.ci[1])))
+                out.append(f"{a} ended more accurate than {b} (median difference {sign * e.value:+.3f}{ci}; "
+                           f"{p.test}, {holm_p}).")
+        if len(sig) > MAX_PAIRS:
+            out.append(f"{len(sig) - MAX_PAIRS} more {'epochs-to-threshold' if endpoint == 'ett' else 'final-accuracy'}"
+                       " pairs differ significantly (see the tables).")
+        quiet = [f"{p.a}–{p.b}" for p in pairs if p.pvalue_holm is None or p.pvalue_holm >= alpha]
+        if quiet:
+            what = "epochs to threshold" if endpoint == "ett" else "final accuracy"
+            out.append(f"Not shown to differ in {what} (Holm-adjusted p ≥ {alpha:g}): " + ", ".join(quiet) + ".")
     return out
 
 
@@ -168,6 +214,7 @@ def render(context: dict, templates_dir: Path = TEMPLATES_DIR) -> str:
     env.filters["fmt_p"] = fmt_p
     env.filters["as_dict"] = lambda x: x.to_dict() if hasattr(x, "to_dict") else dict(x)
     env.filters["cell"] = table_cell
+    env.filters["header"] = lambda key: HEADERS.get(key, key.replace("_", " "))
     return env.get_template("report.html.j2").render(**context)
 
 
