@@ -174,7 +174,7 @@ def _matrix_panel(ax, order: list[str], values: dict, alpha: float, title: str, 
             value, p = values.get((r, c), (None, None))
             stars, colour = _sig(p, alpha)
             ax.add_patch(_rect(j, i, colour))
-            text = "–" if value is None else format(value, fmt)
+            text = "–" if value is None else format(0.0 if abs(value) < 5e-4 else value, fmt)  # no "-0.000"
             dark = colour in (SIG_LEVELS[0][2], SIG_LEVELS[1][2])
             ax.text(j, i, text + ("\n" + stars if stars else ""), ha="center", va="center", fontsize=8,
                     color="white" if dark else "black")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -43,7 +44,7 @@ matplotlib.rcParams["svg.hashsalt"] = "initstudy"  # stable ids: the same runs g
 
 def figure_uri(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -463,19 +464,24 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
     return Report(results, verdicts, html, print_html, tidy_csv, diag_csv)
 
 
-def write_pdf(html: str, path: Path, base_dir: Path) -> int:
-    """Print `html` to `path` with WeasyPrint; returns the page count."""
+def weasyprint():
+    """The weasyprint module, or a ReportError saying what to install."""
     try:
-        import weasyprint
+        return importlib.import_module("weasyprint")
     except ImportError:
         raise ReportError("--pdf needs WeasyPrint: pip install weasyprint (or drop --pdf)") from None
-    except OSError as exc:  # the Python package is there but pango/cairo are not
+    except OSError as exc:  # the Python package is there but pango is not
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ReportError(f"--pdf: WeasyPrint cannot load its system libraries ({first}); install pango "
                           "(e.g. apt-get install libpango-1.0-0 libpangoft2-1.0-0) or drop --pdf") from None
+
+
+def write_pdf(html: str, path: Path, base_dir: Path) -> int:
+    """Print `html` to `path` with WeasyPrint; returns the page count."""
+    wp = weasyprint()
     for name in ("weasyprint", "fontTools"):  # layout chatter (unsupported CSS, font subsetting) is not news
         logging.getLogger(name).setLevel(logging.ERROR)
-    doc = weasyprint.HTML(string=html, base_url=str(base_dir)).render()
+    doc = wp.HTML(string=html, base_url=str(base_dir)).render()
     tmp = path.with_suffix(".pdf.tmp")
     doc.write_pdf(tmp)
     tmp.replace(path)
@@ -491,6 +497,8 @@ def _write_text(path: Path, text: str) -> None:
 def write_report(study: Study, runs_dir: str | Path, command: str | None = None,
                  pdf: bool = False) -> tuple[dict[str, Path], Report]:
     """Write report.html, results.json, tidy.csv (and diagnostics.csv, report.pdf); returns (paths, report)."""
+    if pdf:
+        weasyprint()  # fail before the work, with nothing written
     report = build_report(study, runs_dir, command)
     out = Path(runs_dir) / study.name / "report"
     out.mkdir(parents=True, exist_ok=True)

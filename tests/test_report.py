@@ -170,3 +170,24 @@ def test_pdf_has_pages_numbers_and_the_sections(report):
         assert title in text, title
     assert f"page 1 of {len(pdf.pages)}" in text
     assert pdf.pages[0].extract_text().count("Summary") >= 1
+
+
+def test_pdf_without_system_libraries_is_one_line_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    import initstudy.report
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0': error 0x7e\nmore detail")
+        return real(name, *args)
+
+    study_file, runs = trained
+    monkeypatch.setattr(initstudy.report.importlib, "import_module", broken)
+    study = write_study(tmp_path / "tiny.yaml", name="tiny-nopdf")  # an empty study: the check comes first
+    assert main(["report", "--study", str(study), "--runs-dir", str(runs), "--pdf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load its system libraries (cannot load library 'libpango-1.0-0'" in err[0]
+    assert not (runs / "tiny-nopdf").exists()
