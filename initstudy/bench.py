@@ -24,8 +24,9 @@ from .data import TensorBatches, load_dataset
 from .store import RunStore
 from .training import EVAL_BATCH, build_run, derive_seed, make_optimizer, train_run
 
-REFERENCE = ["models=[simple, plain]", "depth=6", "width=16", "epochs=3", "seeds=3", "batch_size=64",
-             "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k", "lr=0.01"]
+REFERENCE = ["models=[simple, plain]", "activations=[relu]", "depth=6", "width=16", "epochs=3", "seeds=3",
+             "batch_size=64", "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k",
+             "lr=0.01"]
 
 
 def raw_run(spec: RunSpec, data_dir: str | None = None) -> list[dict]:

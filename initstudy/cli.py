@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train every unfinished run of a study",
                        description="Train every unfinished run of a study; finished runs are skipped.")
     _study_args(p)
-    p = sub.add_parser("report", help="analyse a study's runs and write report.html (--pdf: report.pdf) and results.json",
+    p = sub.add_parser("report", help="analyse a study's runs; write report.html (--pdf: report.pdf), results.json",
                        description="Analyse the finished runs of a study and write DIR/<study>/report/report.html, "
                                    "results.json, tidy.csv and diagnostics.csv (and report.pdf with --pdf).")
     _study_args(p)

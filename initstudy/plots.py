@@ -68,7 +68,7 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
 
 def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
     """Final validation accuracy per initializer: seeds as points over a box; diverged runs counted below."""
-    fig = Figure(figsize=(max(5.0, 0.9 * len(order) + 2), 3.6), layout="constrained")
+    fig = Figure(figsize=(min(9.0, max(5.0, 0.7 * len(order) + 2)), 4.0), layout="constrained")  # fits a page width
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
     data = [outcomes.loc[(outcomes["initializer"] == i) & ~outcomes["diverged"], "final_acc"].to_numpy()
@@ -195,29 +195,31 @@ def _rect(x, y, colour):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5)
 
 
-def pairwise_matrix(cell: CellResult, alpha: float, restricted_means: dict[str, float]) -> Figure:
-    """Row minus column effects for every pair, filled by Holm-adjusted significance: final accuracy (median
-    difference, pairwise Wilcoxon / Mann-Whitney) and epochs-to-threshold (difference in restricted mean epochs,
-    pairwise log-rank). `restricted_means`: initializer -> restricted mean epochs to threshold."""
+def pairwise_matrix(cell: CellResult, alpha: float, endpoint: str,
+                    restricted_means: dict[str, float] | None = None) -> Figure:
+    """Row minus column effect for every pair, filled by Holm-adjusted significance. `endpoint`:
+    "final_accuracy" (median difference; pairwise Wilcoxon / Mann-Whitney) or "epochs_to_threshold"
+    (difference in restricted mean epochs, `restricted_means`: initializer -> epochs; pairwise log-rank)."""
     from matplotlib.patches import Patch
 
     order = cell.initializers
-    final, ett = {}, {}
-    for p in cell.final_pairwise:
-        v = None if p.effect is None or p.effect.value is None else p.effect.value
-        final[(p.a, p.b)] = (v, p.pvalue_holm)
-        final[(p.b, p.a)] = (None if v is None else -v, p.pvalue_holm)
-    for p in cell.ett_pairwise:
-        d = restricted_means[p.a] - restricted_means[p.b]
-        ett[(p.a, p.b)], ett[(p.b, p.a)] = (d, p.pvalue_holm), (-d, p.pvalue_holm)
-    side = max(3.2, 0.6 * len(order) + 1.4)
-    fig = Figure(figsize=(2 * side + 0.4, side + 0.5), layout="constrained")
-    ax_f, ax_e = fig.subplots(1, 2)
-    _matrix_panel(ax_f, order, final, alpha, "Final accuracy:\nmedian difference, row − column", "+.3f")
-    _matrix_panel(ax_e, order, ett, alpha, "Epochs to threshold:\nrestricted mean, row − column", "+.2f")
+    values = {}
+    if endpoint == "final_accuracy":
+        for p in cell.final_pairwise:
+            v = None if p.effect is None or p.effect.value is None else p.effect.value
+            values[(p.a, p.b)], values[(p.b, p.a)] = (v, p.pvalue_holm), (None if v is None else -v, p.pvalue_holm)
+        title, fmt = "Final accuracy: median difference, row − column", "+.3f"
+    else:
+        for p in cell.ett_pairwise:
+            d = restricted_means[p.a] - restricted_means[p.b]
+            values[(p.a, p.b)], values[(p.b, p.a)] = (d, p.pvalue_holm), (-d, p.pvalue_holm)
+        title, fmt = "Epochs to threshold: restricted mean, row − column", "+.2f"
+    side = max(3.4, 0.62 * len(order) + 1.6)
+    fig = Figure(figsize=(side + 0.6, side + 0.4), layout="constrained")
+    _matrix_panel(fig.subplots(), order, values, alpha, title, fmt)
     handles = [Patch(facecolor=c, edgecolor="0.6", label=f"{s} p < {min(b, alpha) if b else alpha:g}")
                for b, s, c in SIG_LEVELS] + [Patch(facecolor=NOT_SIG, edgecolor="0.6", label=f"p ≥ {alpha:g}")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=7,
+    fig.legend(handles=handles, loc="outside lower center", ncols=4 if len(order) > 4 else 2, fontsize=7,
                title="Holm-adjusted p", title_fontsize=7, frameon=False)
     return fig
 

@@ -144,7 +144,8 @@ def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
                 if h is not None:
                     flip = h.initializer == b  # the ratio of a against b is the inverse of b against a
                     lo, hi = (1 / h.ci[1], 1 / h.ci[0]) if flip else h.ci
-                    ratio = f"hazard ratio {(1 / h.hazard_ratio if flip else h.hazard_ratio):.2f} [{lo:.2f}, {hi:.2f}]; "
+                    value = 1 / h.hazard_ratio if flip else h.hazard_ratio
+                    ratio = f"hazard ratio {value:.2f} [{lo:.2f}, {hi:.2f}]; "
                 out.append(f"{a} reached {cell.threshold:g} sooner than {b} (restricted mean {rmst[a]:.2f} vs "
                            f"{rmst[b]:.2f} epochs; {ratio}log-rank, {holm_p}).")
             elif p.effect is not None and p.effect.value is not None:
@@ -327,7 +328,8 @@ def claim_rows(verdicts: tuple[ClaimVerdict, ...]) -> list[dict]:
     for v in verdicts:
         c = v.claim
         if c.b is None:
-            what = f"{c.a}: final accuracy {'at most ' + format(c.at_most, 'g') if c.at_most is not None else 'at least ' + format(c.at_least, 'g')}"
+            bound = f"at most {c.at_most:g}" if c.at_most is not None else f"at least {c.at_least:g}"
+            what = f"{c.a}: final accuracy {bound}"
         else:
             what = f"{c.a} {c.direction.replace('_', ' ')} than {c.b} ({c.endpoint.replace('_', ' ')}" + \
                 (f", margin {c.margin:g})" if c.margin is not None else ")")
@@ -428,10 +430,13 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
             "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
             "final": figure_uri(plots.final_accuracy(outcomes, present)),
             "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
-            "matrix": figure_uri(plots.pairwise_matrix(cell, study.alpha, rmst)) if len(present) > 1 else None,
+            "matrix_final": None, "matrix_ett": None,  # pairwise matrices need two arms
             "cd": None,  # mean ranks need every arm on every seed: paired cells with three or more arms
             "signal": None,  # runs recorded without diagnostics (imported or older) have no signal figure
         }
+        if len(present) > 1:
+            figures["matrix_final"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "final_accuracy"))
+            figures["matrix_ett"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "epochs_to_threshold", rmst))
         if cell.design == "paired" and len(present) >= 3:
             ranks = average_ranks(outcomes, present)
             figures["cd"] = figure_uri(plots.critical_difference(ranks, cell.final_pairwise, study.alpha,

@@ -91,8 +91,8 @@ def test_every_section_and_a_numbered_caption_for_every_figure_and_table(report)
 
 def test_every_figure_is_a_real_image(report):
     _, _, _, page, _ = report
-    # curves, Kaplan-Meier, final accuracy, pairwise matrix, critical difference, signal propagation
-    assert len(page.imgs) == 6
+    # curves, Kaplan-Meier, final accuracy, two pairwise matrices, critical difference, signal propagation
+    assert len(page.imgs) == 7
     for src in page.imgs:
         assert src.startswith("data:image/svg+xml;base64,")
         svg = base64.b64decode(src.split(",", 1)[1]).decode()
