@@ -24,6 +24,7 @@ from .analysis import ArmSummary, CellResult, PairwiseResult, Results, _num, hol
 from .config import Claim
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
+MIN_INTERVAL_RUNS = 6  # not_worse needs this many finished runs per arm: percentile bootstraps of fewer undercover
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,12 @@ def _compare(claim: Claim, cell: CellResult, alpha: float) -> CellVerdict:
     effect_name = "median difference in final accuracy, a - b"
     if claim.direction == "not_worse":
         m = claim.margin
+        finished = min(x.n_runs - x.n_diverged for x in cell.arms if x.initializer in (a, b))
         if ci[0] is None:
             verdict, note = INCONCLUSIVE, "no interval: every run of one arm diverged"
+        elif finished < MIN_INTERVAL_RUNS:
+            verdict = INCONCLUSIVE
+            note = f"only {finished} finished runs in an arm: too few for a bootstrap interval (need {MIN_INTERVAL_RUNS})"
         else:
             verdict = SUPPORTED if ci[0] >= -m else CONTRADICTED if ci[1] < -m else INCONCLUSIVE
             note = f"margin {m:g}: not worse when the interval's lower end is at least -{m:g}"

@@ -68,9 +68,10 @@ def test_comparison_verdicts_follow_the_holm_adjusted_pairwise_tests():
 
 def test_few_seeds_leave_a_real_difference_inconclusive():
     out = verdicts(planted(ARMS, seeds=3), claim("fast", "slow", direction="better"),
-                   claim("zeros", at_most=0.2))
-    assert [v.verdict for v in out] == ["inconclusive", "inconclusive"]
+                   claim("zeros", at_most=0.2), claim("twin", "fast", direction="not_worse", margin=0.02))
+    assert [v.verdict for v in out] == ["inconclusive", "inconclusive", "inconclusive"]
     assert out[0].cells[0].pvalue >= 0.05
+    assert "too few for a bootstrap interval" in out[2].cells[0].note
 
 
 def test_not_worse_reads_the_interval_against_the_margin():
