@@ -309,7 +309,7 @@ def min_holm_wilcoxon(n_seeds: int, n_arms: int) -> float:
 
 def claim_sentence(claim, v: CellVerdict) -> str:
     """The numbers behind one cell's verdict, in words."""
-    p = p_clause(v.pvalue).replace("p ", "Holm-adjusted p ", 1) if v.pvalue is not None else "no p-value"
+    p = p_clause(v.pvalue) if v.pvalue is not None else "no p-value"  # the test's name says it is Holm-adjusted
     if claim.b is None:
         return f"{v.note}; median {fmt(v.effect)}; {v.test}: {p}."
     if claim.endpoint == "epochs_to_threshold":
@@ -319,7 +319,7 @@ def claim_sentence(claim, v: CellVerdict) -> str:
     ci = f" [{fmt(v.ci[0])}, {fmt(v.ci[1])}]" if v.ci[0] is not None else ""
     text = f"Median difference in final accuracy, {claim.a} − {claim.b}: {fmt(v.effect)}{ci}; {v.test}"
     if claim.direction == "not_worse":
-        return text + f" ({v.note}); the pairwise test gives {p}."
+        return text + f" ({v.note}); the Holm-adjusted pairwise test gives {p}."
     return text + f": {p}."
 
 
