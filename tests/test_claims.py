@@ -148,3 +148,48 @@ def test_claims_load_and_may_name_initializers_the_grid_lacks(tmp_path):
     assert [c.b for c in study.claims] == ["xavier_normal", "orthogonal", None]
     assert study.claims[2].where == (("activation", ("relu", "tanh")),) and study.claims[2].at_most == 0.2
     assert load_study("default").claims  # the shipped study declares the literature's claims
+
+
+# The same planted results drive the report's summary sentences and the critical-difference cliques.
+
+def test_summary_names_each_significant_pair_with_its_numbers():
+    from initstudy.report import pair_sentences
+
+    tidy = planted(ARMS)
+    cell = analyze(tidy, ["activation"], 0.9, BUDGET, 0.05, "planted", list(ARMS), reference="slow").cells[0]
+    text = " ".join(pair_sentences(cell, 0.05))
+    ett = next(p for p in cell.ett_pairwise if {p.a, p.b} == {"fast", "slow"})
+    # Complete separation: no finite hazard ratio, so none is quoted.
+    assert next(h for h in cell.ett_cox if h.initializer == "fast").hazard_ratio is None
+    assert "hazard ratio" not in text
+    # A ratio estimated against the slower arm is turned round to read "fast against slow".
+    from dataclasses import replace
+
+    from initstudy.analysis import CoxResult
+
+    turned = replace(cell, ett_cox=(CoxResult("slow", "fast", 0.25, (0.1, 0.6), 0.001),))
+    assert "hazard ratio 4.00 [1.67, 10.00]; log-rank" in " ".join(pair_sentences(turned, 0.05))
+    assert f"fast reached 0.9 sooner than slow (restricted mean 1.00 vs 3.00 epochs; " in text
+    assert f"log-rank, Holm-adjusted p = {ett.pvalue_holm:.3f})" in text
+    fin = next(p for p in cell.final_pairwise if (p.a, p.b) == ("fast", "slow"))
+    assert (f"fast ended more accurate than slow (median difference {fin.effect.value:+.3f} "
+            f"[{fin.effect.ci[0]:+.3f}, {fin.effect.ci[1]:+.3f}]; wilcoxon, Holm-adjusted p = "
+            f"{fin.pvalue_holm:.3f})") in text
+    # fast and twin are identical: named as not shown to differ, on both endpoints.
+    assert text.count("fast–twin") == 2 and "sooner than twin" not in text
+
+
+def test_cliques_join_rank_neighbours_that_no_test_separates():
+    from initstudy.analysis import PairwiseResult
+    from initstudy.plots import cliques
+
+    ranks = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+
+    def pairs(*significant):
+        return [PairwiseResult(x, y, "wilcoxon", 0.0, 0.01, 0.01 if {x, y} in map(set, significant) else 0.5)
+                for i, x in enumerate(ranks) for y in list(ranks)[i + 1:]]
+
+    assert cliques(list(ranks), ranks, pairs(), 0.05) == [("a", "b", "c", "d")]
+    assert cliques(list(ranks), ranks, pairs("ac", "ad", "bd"), 0.05) == [("a", "b"), ("b", "c"), ("c", "d")]
+    every = pairs("ab", "ac", "ad", "bc", "bd", "cd")
+    assert cliques(list(ranks), ranks, every, 0.05) == []
