@@ -22,7 +22,7 @@ train: $(STAMP)
 	$(BIN)/initstudy train --study $(STUDY) --runs-dir $(RUNS) $(if $(WORKERS),--workers $(WORKERS))
 
 report: $(STAMP)
-	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS)
+	$(BIN)/initstudy report --study $(STUDY) --runs-dir $(RUNS) --pdf
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

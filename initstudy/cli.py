@@ -48,10 +48,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "train runs.")
     _study_args(p)
     p.add_argument("--json", action="store_true", help="print {total, counts, running, failures, eta_seconds} as JSON")
-    p = sub.add_parser("report", help="analyse a study's runs and write report.html and results.json",
-                       description="Analyse the finished runs of a study and write DIR/<study>/report/report.html "
-                                   "and results.json.")
+    p = sub.add_parser("report", help="analyse a study's runs; write report.html (--pdf: report.pdf), results.json",
+                       description="Analyse the finished runs of a study and write DIR/<study>/report/report.html, "
+                                   "results.json, tidy.csv and diagnostics.csv (and report.pdf with --pdf).")
     _study_args(p)
+    p.add_argument("--pdf", action="store_true", help="also print report.pdf from the same HTML (WeasyPrint)")
     p = sub.add_parser("import", help="import a tidy CSV of per-epoch logs from any trainer as a study",
                        description="Check a tidy CSV (one row per run and epoch; columns initializer, seed, epoch, "
                                    "val_acc, optional run, val_loss, train_loss, diverged and factor columns) and "
@@ -234,10 +235,10 @@ def _cmd_report(args) -> int:
 
     opts = f"--study {shlex.quote(args.study)} --runs-dir {shlex.quote(args.runs_dir)}" + "".join(
         f" --set {shlex.quote(o)}" for o in args.overrides)
-    html, results_path, results = write_report(study, args.runs_dir,
-                                               f"initstudy train {opts} && initstudy report {opts}")
-    n_cells = len(results.cells)
-    print(f"wrote {html} and {results_path} ({n_cells} cell{'s' if n_cells != 1 else ''}, "
+    paths, report = write_report(study, args.runs_dir, f"initstudy train {opts} && initstudy report {opts}"
+                                 + (" --pdf" if args.pdf else ""), pdf=args.pdf)
+    n_cells = len(report.results.cells)
+    print(f"wrote {', '.join(str(p) for p in paths.values())} ({n_cells} cell{'s' if n_cells != 1 else ''}, "
           f"{_fmt_s(time.perf_counter() - start)})")
     return 0
 

@@ -26,6 +26,30 @@ from .models import ACTIVATIONS, MODELS
 PRESETS_DIR = Path(__file__).parent / "studies"
 OPTIMIZERS = ("sgd", "adam")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+# endpoint -> the directions a comparison claim on it can take
+CLAIM_DIRECTIONS = {"epochs_to_threshold": ("faster", "slower"), "final_accuracy": ("better", "worse", "not_worse")}
+CLAIM_KEYS = ("claim", "a", "b", "endpoint", "direction", "margin", "at_most", "at_least", "where", "source")
+CLAIM_FACTORS = ("dataset", "model", "depth", "width", "bn", "activation")  # what `where` can restrict
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A hypothesis the report gives a verdict on: arm `a` against arm `b`, or `a`'s final accuracy against a bound.
+
+    Comparison: `b` and `direction` set (faster/slower on epochs_to_threshold; better/worse/not_worse on
+    final_accuracy). Bound: `at_most` or `at_least` set, endpoint final_accuracy.
+    """
+
+    text: str  # the claim in words, as the report shows it
+    a: str  # initializer label, or a registered initializer name the grid may lack (then: not tested)
+    b: str | None  # the arm `a` is compared with; None for a bound claim
+    endpoint: str  # "epochs_to_threshold" or "final_accuracy"
+    direction: str | None  # faster | slower | better | worse | not_worse; None for a bound claim
+    margin: float | None  # not_worse only: accuracy (fraction) by which a may trail b and still be "not worse"
+    at_most: float | None  # bound claim: a's final validation accuracy (fraction) is at most this
+    at_least: float | None  # bound claim: ... at least this
+    where: tuple[tuple[str, tuple], ...]  # cell factor -> accepted values, e.g. (("activation", ("relu",)),)
+    source: str  # where the claim comes from (author, title, DOI), for the report
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,7 @@ class Study:
     reference: str | None  # initializer label hazard ratios compare against; None: first arm that reached
     target_effect: float  # standardized effect (Cohen's d / d_z) the power section states seeds needed for
     accelerator: str  # Lightning accelerator: auto, cpu, gpu
+    claims: tuple[Claim, ...]  # hypotheses the report gives verdicts on
     source: str  # where the study was read from (preset name or path)
 
 
@@ -81,6 +106,7 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "reference": (None, "optstr", "initializer label that hazard ratios compare against"),
     "target_effect": (0.8, "float>0", "standardized effect (Cohen's d) for which the report states seeds needed"),
     "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
+    "claims": ([], "claims", "hypotheses the report gives verdicts on (see README: Claims)"),
 }
 
 
@@ -127,6 +153,89 @@ def _initializers(value) -> tuple[InitSpec, ...]:
     if dup:
         raise StudyError(f"initializer {dup!r} is listed twice; give one a different option or a label")
     return tuple(specs)
+
+
+def _claim_arm(value, labels: list[str], what: str) -> str:
+    """A claim's arm: a label of this study, or a registered initializer the grid may not include."""
+    from .initializers import INITIALIZERS
+
+    if not isinstance(value, str) or not value:
+        raise StudyError(f"{what} must be an initializer name or label, got {value!r}")
+    if value not in labels and value.split("(")[0] not in INITIALIZERS:
+        raise StudyError(f"{what}: unknown initializer {value!r}; use a label of this study ({', '.join(labels)}) "
+                         "or a registered initializer name")
+    return value
+
+
+def _claim_where(value, what: str) -> tuple[tuple[str, tuple], ...]:
+    registries = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS}
+    if not isinstance(value, dict):
+        raise StudyError(f"{what}: where must be a mapping like {{activation: relu}}, got {value!r}")
+    out = []
+    for key, accepted in value.items():
+        if key not in CLAIM_FACTORS:
+            raise StudyError(f"{what}: where cannot restrict {key!r}; use {', '.join(CLAIM_FACTORS)}")
+        items = accepted if isinstance(accepted, list) else [accepted]
+        if not items:
+            raise StudyError(f"{what}: where {key} is empty; name at least one value")
+        for item in items:
+            if key in registries and item not in registries[key]:
+                raise StudyError(f"{what}: unknown {key} {item!r}; choose one of: {', '.join(registries[key])}")
+            if key in ("depth", "width") and (isinstance(item, bool) or not isinstance(item, int)):
+                raise StudyError(f"{what}: where {key} must be an integer, got {item!r}")
+            if key == "bn" and not isinstance(item, bool):
+                raise StudyError(f"{what}: where bn must be true or false, got {item!r}")
+        out.append((key, tuple(items)))
+    return tuple(out)
+
+
+def _claims(value, initializers: tuple[InitSpec, ...]) -> tuple[Claim, ...]:
+    """Check every claim against the grammar and the registries (see `Claim`)."""
+    if not isinstance(value, list):
+        raise StudyError(f"claims must be a list of mappings, got {value!r}")
+    labels = [i.label for i in initializers]
+    claims = []
+    for n, raw in enumerate(value, 1):
+        what = f"claim {n}"
+        if not isinstance(raw, dict):
+            raise StudyError(f"{what} must be a mapping with claim, a, endpoint and b + direction or at_most/at_least")
+        unknown = sorted(set(raw) - set(CLAIM_KEYS))
+        if unknown:
+            raise StudyError(f"{what}: unknown key {unknown[0]!r}; valid keys: {', '.join(CLAIM_KEYS)}")
+        if not isinstance(raw.get("claim"), str) or not raw["claim"].strip():
+            raise StudyError(f"{what}: 'claim' must state the hypothesis in words")
+        what = f"claim {n} ({raw['claim'][:40]!r})"
+        endpoint = raw.get("endpoint")
+        if endpoint not in CLAIM_DIRECTIONS:
+            raise StudyError(f"{what}: endpoint must be one of {', '.join(CLAIM_DIRECTIONS)}, got {endpoint!r}")
+        a = _claim_arm(raw.get("a"), labels, f"{what}: a")
+        bounds = {k: raw.get(k) for k in ("at_most", "at_least") if raw.get(k) is not None}
+        b, direction, margin = raw.get("b"), raw.get("direction"), raw.get("margin")
+        if (b is None) == (not bounds) or len(bounds) > 1:
+            raise StudyError(f"{what}: give either b with a direction (a comparison) or one of at_most/at_least "
+                             "(a bound)")
+        if bounds:
+            if endpoint != "final_accuracy" or direction is not None or margin is not None:
+                raise StudyError(f"{what}: a bound claim takes endpoint final_accuracy and no direction or margin")
+            for k, v in bounds.items():
+                bounds[k] = _number(f"{what}: {k}", v, False, 0, False, 1.0)
+        else:
+            b = _claim_arm(b, labels, f"{what}: b")
+            if b == a:
+                raise StudyError(f"{what}: a and b are both {a!r}; compare two different initializers")
+            if direction not in CLAIM_DIRECTIONS[endpoint]:
+                raise StudyError(f"{what}: direction for {endpoint} must be one of "
+                                 f"{', '.join(CLAIM_DIRECTIONS[endpoint])}, got {direction!r}")
+            if (direction == "not_worse") != (margin is not None):
+                raise StudyError(f"{what}: margin goes with direction not_worse, and not_worse needs a margin "
+                                 "(e.g. margin: 0.02)")
+            if margin is not None:
+                margin = _number(f"{what}: margin", margin, False, 0, False, 1.0)
+        source = raw.get("source", "")
+        claims.append(Claim(raw["claim"].strip(), a, b, endpoint, direction, margin, bounds.get("at_most"),
+                            bounds.get("at_least"), _claim_where(raw.get("where", {}), what),
+                            "" if source is None else str(source)))
+    return tuple(claims)
 
 
 def _seeds(value) -> tuple[int, ...]:
@@ -261,7 +370,8 @@ def _load_study(study: str, overrides) -> Study:
             raise StudyError(f"study {source}: 'initializers' is required; e.g. initializers: [xavier_normal, "
                              "kaiming_normal]")
         try:
-            values[key] = _convert(key, kind, value)
+            # Claims name initializers, which are converted before them (dict order).
+            values[key] = _claims(value, values["initializers"]) if kind == "claims" else _convert(key, kind, value)
         except StudyError as exc:
             raise StudyError(f"study {source}: {exc}") from None
     study = Study(**values, source=source)

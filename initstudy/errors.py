@@ -19,3 +19,7 @@ class StoreError(InitStudyError):
 
 class SweepError(InitStudyError):
     """A sweep cannot start: bad worker or resource options, or an unreachable Ray cluster."""
+
+
+class ReportError(InitStudyError):
+    """The report cannot be written (e.g. PDF output without WeasyPrint's system libraries)."""

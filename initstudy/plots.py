@@ -68,7 +68,7 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
 
 def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
     """Final validation accuracy per initializer: seeds as points over a box; diverged runs counted below."""
-    fig = Figure(figsize=(max(5.0, 0.9 * len(order) + 2), 3.6), layout="constrained")
+    fig = Figure(figsize=(min(9.0, max(5.0, 0.7 * len(order) + 2)), 4.0), layout="constrained")  # fits a page width
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
     data = [outcomes.loc[(outcomes["initializer"] == i) & ~outcomes["diverged"], "final_acc"].to_numpy()
@@ -144,4 +144,130 @@ def signal_propagation(diag: pd.DataFrame, order: list[str]) -> Figure:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=7, loc="best")
+    return fig
+
+
+# Significance levels for pairwise figures: a light-to-dark ramp (ColorBrewer Blues, colour-blind safe and
+# monotone in grayscale), with stars printed too so the level never rests on colour alone.
+SIG_LEVELS = [(0.001, "***", "#08519c"), (0.01, "**", "#3182bd"), (None, "*", "#9ecae1")]  # None: alpha
+NOT_SIG = "#f7f7f7"
+
+
+def _sig(p, alpha: float) -> tuple[str, str]:
+    """(stars, fill colour) of a Holm-adjusted p-value."""
+    if p is None or p >= alpha:
+        return "", NOT_SIG
+    for bound, stars, colour in SIG_LEVELS:
+        if p < (alpha if bound is None else min(bound, alpha)):
+            return stars, colour
+    return "*", SIG_LEVELS[-1][2]
+
+
+def _matrix_panel(ax, order: list[str], values: dict, alpha: float, title: str, fmt: str) -> None:
+    """One k x k panel: `values[(row, col)] = (row - col effect or None, Holm p or None)`."""
+    k = len(order)
+    for i, r in enumerate(order):
+        for j, c in enumerate(order):
+            if i == j:
+                ax.add_patch(_rect(j, i, "#d9d9d9"))
+                continue
+            value, p = values.get((r, c), (None, None))
+            stars, colour = _sig(p, alpha)
+            ax.add_patch(_rect(j, i, colour))
+            text = "–" if value is None else format(0.0 if abs(value) < 5e-4 else value, fmt)  # no "-0.000"
+            dark = colour in (SIG_LEVELS[0][2], SIG_LEVELS[1][2])
+            ax.text(j, i, text + ("\n" + stars if stars else ""), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
+    ax.set_xlim(-0.5, k - 0.5)
+    ax.set_ylim(k - 0.5, -0.5)
+    ax.set_xticks(range(k), order, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(k), order, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.tick_params(length=0)
+
+
+def _rect(x, y, colour):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5)
+
+
+def pairwise_matrix(cell: CellResult, alpha: float, endpoint: str,
+                    restricted_means: dict[str, float] | None = None) -> Figure:
+    """Row minus column effect for every pair, filled by Holm-adjusted significance. `endpoint`:
+    "final_accuracy" (median difference; pairwise Wilcoxon / Mann-Whitney) or "epochs_to_threshold"
+    (difference in restricted mean epochs, `restricted_means`: initializer -> epochs; pairwise log-rank)."""
+    from matplotlib.patches import Patch
+
+    order = cell.initializers
+    values = {}
+    if endpoint == "final_accuracy":
+        for p in cell.final_pairwise:
+            v = None if p.effect is None or p.effect.value is None else p.effect.value
+            values[(p.a, p.b)], values[(p.b, p.a)] = (v, p.pvalue_holm), (None if v is None else -v, p.pvalue_holm)
+        title, fmt = "Final accuracy: median difference, row − column", "+.3f"
+    else:
+        for p in cell.ett_pairwise:
+            d = restricted_means[p.a] - restricted_means[p.b]
+            values[(p.a, p.b)], values[(p.b, p.a)] = (d, p.pvalue_holm), (-d, p.pvalue_holm)
+        title, fmt = "Epochs to threshold: restricted mean, row − column", "+.2f"
+    side = max(3.4, 0.62 * len(order) + 1.6)
+    fig = Figure(figsize=(side + 0.6, side + 0.4), layout="constrained")
+    _matrix_panel(fig.subplots(), order, values, alpha, title, fmt)
+    handles = [Patch(facecolor=c, edgecolor="0.6", label=f"{s} p < {min(b, alpha) if b else alpha:g}")
+               for b, s, c in SIG_LEVELS] + [Patch(facecolor=NOT_SIG, edgecolor="0.6", label=f"p ≥ {alpha:g}")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4 if len(order) > 4 else 2, fontsize=7,
+               title="Holm-adjusted p", title_fontsize=7, frameon=False)
+    return fig
+
+
+def cliques(order: list[str], ranks: dict[str, float], pairwise, alpha: float) -> list[tuple[str, ...]]:
+    """Maximal runs of rank-adjacent arms in which no pair differs (Holm-adjusted p >= alpha), length >= 2."""
+    sig = {frozenset((p.a, p.b)) for p in pairwise if p.pvalue_holm is not None and p.pvalue_holm < alpha}
+    ranked = sorted(order, key=lambda a: ranks[a])
+    groups = []
+    for i in range(len(ranked)):
+        j = i
+        while j + 1 < len(ranked) and not any(frozenset((ranked[x], ranked[j + 1])) in sig for x in range(i, j + 1)):
+            j += 1
+        if j > i and not any(i >= gi and j <= gj for gi, gj in groups):
+            groups.append((i, j))
+    return [tuple(ranked[i:j + 1]) for i, j in groups]
+
+
+def critical_difference(ranks: dict[str, float], pairwise, alpha: float, n_blocks: int) -> Figure:
+    """Demšar-style diagram: mean rank of final accuracy over seeds (1 = best), a bar joining arms that
+    Holm-adjusted pairwise Wilcoxon tests do not separate. `ranks`: initializer -> mean rank."""
+    order = list(ranks)
+    k = len(order)
+    ranked = sorted(order, key=lambda a: ranks[a])
+    half = (k + 1) // 2
+    fig = Figure(figsize=(7, 1.4 + 0.28 * half + 0.2 * k), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0.5, k + 0.5)
+    ax.hlines(0, 1, k, color="black", linewidth=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, 0, 0.12, color="black", linewidth=1)
+        ax.text(r, 0.2, str(r), ha="center", va="bottom", fontsize=8)
+    for n, arm in enumerate(ranked):
+        left = n < half
+        row = n if left else k - 1 - n
+        y = -0.45 - 0.35 * row
+        x_text = 0.55 if left else k + 0.45
+        st = style(order.index(arm))
+        ax.plot([ranks[arm], ranks[arm], x_text], [0, y, y], color="0.25", linewidth=0.9)
+        ax.plot(ranks[arm], 0, marker=st["marker"], color=st["color"], markeredgecolor="black", markersize=6,
+                linestyle="none")
+        ax.text(x_text, y + 0.05, f"{arm} ({ranks[arm]:.2f})", ha="left" if left else "right", va="bottom",
+                fontsize=8)
+    for m, group in enumerate(cliques(order, ranks, pairwise, alpha)):
+        lo, hi = ranks[group[0]], ranks[group[-1]]
+        ax.hlines(-0.15 - 0.1 * m, lo - 0.03, hi + 0.03, color="black", linewidth=3)
+    ax.set_ylim(-0.45 - 0.35 * max(half, k - half) - 0.1, 0.6)
+    ax.axis("off")
+    ax.set_title(f"Mean rank of final accuracy over {n_blocks} seeds (1 = best); bars: no Holm-adjusted "
+                 f"difference at alpha {alpha:g}", fontsize=8)
     return fig

@@ -1,17 +1,26 @@
 """The report: analyse a study's runs, build one context dict, render it once with autoescaping Jinja2.
 
-`build_report` returns the Results and the HTML text; `write_report` puts
-`report.html` and `results.json` in `<runs_dir>/<study>/report/`. Figures are
-inlined as SVG data URIs so the HTML file stands alone.
+`build_report` returns a `Report` (results, claim verdicts, HTML text, the tidy
+CSV); `write_report` puts `report.html`, `results.json` and `tidy.csv` in
+`<runs_dir>/<study>/report/`, and with `pdf=True` also `report.pdf`, printed by
+WeasyPrint from the same HTML. Figures are inlined as SVG data URIs and the CSV
+as a data: link, so the HTML file stands alone.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
+import importlib
 import io
 import json
+import logging
+import os
+import platform
 import subprocess
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -19,14 +28,15 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
-from .analysis import CellResult, Results, analyze, run_outcomes
+from .analysis import DIVERGED_SCORE, CellResult, Results, analyze, run_outcomes
+from .claims import ClaimVerdict, CellVerdict, evaluate_claims, restricted_mean_epochs
 from .config import Study, expand
 from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
-from .errors import StoreError
+from .errors import ReportError, StoreError
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
 from .store import RunStore, diagnostics_frame, tidy_frame, write_json
-from .sweep import versions
+from .sweep import study_dict
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 matplotlib.rcParams["svg.hashsalt"] = "initstudy"  # stable ids: the same runs give the same SVG
@@ -34,7 +44,7 @@ matplotlib.rcParams["svg.hashsalt"] = "initstudy"  # stable ids: the same runs g
 
 def figure_uri(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -46,6 +56,26 @@ def fmt_p(p) -> str:
     if p is None:
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+HEADERS = {"pvalue": "p", "pvalue_holm": "p (Holm)", "ci": "95% CI"}  # generic tests table: key -> column header
+
+
+def table_cell(value, key: str = "") -> str:
+    """One value of a generic tests table: p-values as p-values, pairs as intervals, numbers to 3 places."""
+    if value is None:
+        return "–"
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"[{table_cell(value[0])}, {table_cell(value[1])}]"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {table_cell(v, k)}" for k, v in value.items())
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if key.startswith("p") and ("value" in key or key in ("p", "p_holm")):
+        return fmt_p(value)
+    if key == "df" or isinstance(value, int):
+        return f"{value:g}"
+    return f"{value:.3f}"
 
 
 def p_clause(p) -> str:
@@ -77,9 +107,10 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
                        f"chi2 = {t.statistic:.2f}, df = {t.df:g}, {p_clause(t.pvalue)}).")
     for t in cell.final_omnibus:
         if t.pvalue is not None:
-            verdict = "differed" if t.pvalue < alpha else "were not shown to differ"
+            verdict = "differed" if t.pvalue < alpha else "was not shown to differ"
             out.append(f"Final accuracy {verdict} across initializers ({t.test}: statistic = {t.statistic:.2f}, "
                        f"df = {t.df:g}, {p_clause(t.pvalue)}).")
+    out += pair_sentences(cell, alpha)
     sig = [p for p in cell.final_pairwise if p.pvalue_holm is not None and p.pvalue_holm < alpha]
     n_pairs = len(cell.final_pairwise)
     if n_pairs:
@@ -89,6 +120,47 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
         out.append(f"With {len(cell.seeds)} paired seeds the smallest possible two-sided Wilcoxon p-value is "
                    f"{2 / 2 ** len(cell.seeds):.3f}, so no pair can be significant after correction: "
                    "add seeds before reading absence of evidence as evidence of absence.")
+    return out
+
+
+MAX_PAIRS = 6  # significant pairs spelled out per endpoint in the summary; the tables hold the rest
+
+
+def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
+    """One sentence per significant pair (up to MAX_PAIRS per endpoint, smallest p first): who is ahead, by how
+    much, and how sure; then the pairs not shown to differ."""
+    out = []
+    rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
+    hr = {(h.initializer, h.reference): h for h in cell.ett_cox if h.hazard_ratio is not None}
+    for endpoint, pairs in (("ett", cell.ett_pairwise), ("final", cell.final_pairwise)):
+        sig = sorted((p for p in pairs if p.pvalue_holm is not None and p.pvalue_holm < alpha),
+                     key=lambda p: p.pvalue_holm)
+        for p in sig[:MAX_PAIRS]:
+            holm_p = p_clause(p.pvalue_holm).replace("p ", "Holm-adjusted p ", 1)
+            if endpoint == "ett":
+                a, b = (p.a, p.b) if rmst[p.a] <= rmst[p.b] else (p.b, p.a)
+                h = hr.get((a, b)) or hr.get((b, a))
+                ratio = ""
+                if h is not None:
+                    flip = h.initializer == b  # the ratio of a against b is the inverse of b against a
+                    lo, hi = (1 / h.ci[1], 1 / h.ci[0]) if flip else h.ci
+                    value = 1 / h.hazard_ratio if flip else h.hazard_ratio
+                    ratio = f"hazard ratio {value:.2f} [{lo:.2f}, {hi:.2f}]; "
+                out.append(f"{a} reached {cell.threshold:g} sooner than {b} (restricted mean {rmst[a]:.2f} vs "
+                           f"{rmst[b]:.2f} epochs; {ratio}log-rank, {holm_p}).")
+            elif p.effect is not None and p.effect.value is not None:
+                e = p.effect
+                a, b, sign = (p.a, p.b, 1) if e.value >= 0 else (p.b, p.a, -1)
+                ci = "" if e.ci[0] is None else " [{:+.3f}, {:+.3f}]".format(*sorted((sign * e.ci[0], sign * e.ci[1])))
+                out.append(f"{a} ended more accurate than {b} (median difference {sign * e.value:+.3f}{ci}; "
+                           f"{p.test}, {holm_p}).")
+        if len(sig) > MAX_PAIRS:
+            out.append(f"{len(sig) - MAX_PAIRS} more {'epochs-to-threshold' if endpoint == 'ett' else 'final-accuracy'}"
+                       " pairs differ significantly (see the tables).")
+        quiet = [f"{p.a}–{p.b}" for p in pairs if p.pvalue_holm is None or p.pvalue_holm >= alpha]
+        if quiet:
+            what = "epochs to threshold" if endpoint == "ett" else "final accuracy"
+            out.append(f"Not shown to differ in {what} (Holm-adjusted p ≥ {alpha:g}): " + ", ".join(quiet) + ".")
     return out
 
 
@@ -142,6 +214,9 @@ def render(context: dict, templates_dir: Path = TEMPLATES_DIR) -> str:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["fmt_p"] = fmt_p
+    env.filters["as_dict"] = lambda x: x.to_dict() if hasattr(x, "to_dict") else dict(x)
+    env.filters["cell"] = table_cell
+    env.filters["header"] = lambda key: HEADERS.get(key, key.replace("_", " "))
     return env.get_template("report.html.j2").render(**context)
 
 
@@ -170,53 +245,279 @@ def signal_rows(diag: pd.DataFrame, cell: CellResult) -> list[dict]:
     return rows
 
 
-def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> tuple[Results, str]:
+PACKAGES = ("torch", "torchvision", "pytorch-lightning", "numpy", "scipy", "pandas", "statsmodels", "scikit-learn",
+            "matplotlib", "jinja2", "weasyprint")
+VERDICT_MARK = {"supported": "✔", "contradicted": "✘", "inconclusive": "?", "not tested": "–"}
+
+
+class Numbering:
+    """Figure and table numbers in document order: the template takes the next one as it places each."""
+
+    def __init__(self):
+        self.figures = self.tables = 0
+
+    def figure(self) -> int:
+        self.figures += 1
+        return self.figures
+
+    def table(self) -> int:
+        self.tables += 1
+        return self.tables
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, str]:
+    """The machine writing the report (training devices come from the run records)."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
+    return {"platform": platform.platform(), "CPU": _cpu_model(), "CPU cores": str(os.cpu_count()),
+            "accelerator": gpu}
+
+
+def average_ranks(outcomes: pd.DataFrame, order: list[str]) -> dict[str, float]:
+    """Mean over seeds of each arm's rank of final accuracy within the seed (1 = best, ties averaged, a diverged
+    run ranks below every finished one), as Friedman's test ranks them. `outcomes`: one row per run."""
+    score = outcomes.assign(score=outcomes["final_acc"].where(~outcomes["diverged"], DIVERGED_SCORE))
+    wide = score.pivot(index="seed", columns="initializer", values="score")[order]
+    return {a: float(r) for a, r in wide.rank(axis=1, ascending=False).mean().items()}
+
+
+def min_holm_wilcoxon(n_seeds: int, n_arms: int) -> float:
+    """The smallest Holm-adjusted two-sided Wilcoxon p any pair can reach: m pairs x 2/2^n."""
+    return min(1.0, n_arms * (n_arms - 1) / 2 * 2 / 2 ** n_seeds)
+
+
+def claim_sentence(claim, v: CellVerdict) -> str:
+    """The numbers behind one cell's verdict, in words."""
+    p = p_clause(v.pvalue) if v.pvalue is not None else "no p-value"  # the test's name says it is Holm-adjusted
+    if claim.b is None:
+        return f"{v.note}; median {fmt(v.effect)}; {v.test}: {p}."
+    if claim.endpoint == "epochs_to_threshold":
+        text = (f"Restricted mean epochs to threshold, {claim.a} − {claim.b}: {fmt(v.effect, 2)}; {v.test}: "
+                + (f"chi2 = {v.statistic:.2f}, " if v.statistic is not None else "") + p + ".")
+        return text + (f" {v.note}." if v.note else "")
+    ci = f" [{fmt(v.ci[0])}, {fmt(v.ci[1])}]" if v.ci[0] is not None else ""
+    text = f"Median difference in final accuracy, {claim.a} − {claim.b}: {fmt(v.effect)}{ci}; {v.test}"
+    if claim.direction == "not_worse":
+        return text + f" ({v.note}); the Holm-adjusted pairwise test gives {p}."
+    return text + f": {p}."
+
+
+def claim_rows(verdicts: tuple[ClaimVerdict, ...]) -> list[dict]:
+    rows = []
+    for v in verdicts:
+        c = v.claim
+        if c.b is None:
+            bound = f"at most {c.at_most:g}" if c.at_most is not None else f"at least {c.at_least:g}"
+            what = f"{c.a}: final accuracy {bound}"
+        else:
+            what = f"{c.a} {c.direction.replace('_', ' ')} than {c.b} ({c.endpoint.replace('_', ' ')}" + \
+                (f", margin {c.margin:g})" if c.margin is not None else ")")
+        where = "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in c.where) or "every cell"
+        rows.append({"verdict": v, "text": c.text, "what": what, "where": where, "source": c.source,
+                     "mark": VERDICT_MARK[v.verdict],
+                     "cells": [{"title": ", ".join(f"{k} {x}" for k, x in cv.factors.items()), "verdict": cv.verdict,
+                                "mark": VERDICT_MARK[cv.verdict], "sentence": claim_sentence(c, cv)}
+                               for cv in v.cells]})
+    return rows
+
+
+def threats(study: Study, results: Results, n_missing: int) -> list[str]:
+    """Threats to validity that apply to this study, derived from its settings."""
+    out = [f"One dataset ({study.dataset}): differences between initializers may not transfer to other data.",
+           f"One constant learning rate ({study.lr:g}) and one optimizer ({study.optimizer}) for every initializer: "
+           "initialization and step size interact, so an initializer that needs another learning rate is judged "
+           "away from its best setting.",
+           f"A budget of {study.epochs} epochs: final accuracy is accuracy after {study.epochs} epochs, not at "
+           "convergence, and runs that would reach the threshold later are censored.",
+           f"Batch size {study.batch_size} and split seed {study.split_seed} are fixed; the endpoints are measured "
+           "on one validation split, with no held-out test set."]
+    if len(study.models) == 1:
+        out.append(f"One architecture ({study.models[0]}): claims about initializers in general are tested on it "
+                   "alone.")
+    if len(study.activations) == 1:
+        out.append(f"One activation ({study.activations[0]}).")
+    n = len(study.seeds)
+    out.append(f"{n} seeds per arm. Seeds vary both the initial weights and the data order; they are the only "
+               "replication, so a result is about this model on this data, over seeds.")
+    if n_missing:
+        out.append(f"{n_missing} planned runs are unfinished and left out; if they fail for a reason linked to the "
+                   "initializer, the results are biased.")
+    if any(c.source for c in study.claims):
+        out.append("The claims' sources mostly state no dataset, architecture or budget: each claim is tested in "
+                   "this study's setting only, and a verdict here does not settle it elsewhere.")
+    return out
+
+
+def power_rows(results: Results) -> list[dict]:
+    """Per cell: what the design can detect at all. Minimum detectable effects from the analysis go here too."""
+    rows = []
+    for cell in results.cells:
+        k, n = len(cell.arms), len(cell.seeds)
+        floor = min_holm_wilcoxon(n, k) if cell.design == "paired" else None
+        rows.append({"title": _cell_title(cell), "design": cell.design, "seeds": n, "arms": k,
+                     "pairs": k * (k - 1) // 2, "floor": floor,
+                     "underpowered": floor is not None and floor >= results.alpha})
+    return rows
+
+
+def runs_table(specs, store: RunStore) -> tuple[list[dict], dict[str, int], dict[str, int]]:
+    """(one row per planned run, counts by status, counts by training device)."""
+    rows, statuses, devices = [], {}, {}
+    for spec in specs:
+        info = store.info(spec.run_id)
+        status = info.get("status") or "not started"
+        statuses[status] = statuses.get(status, 0) + 1
+        if info.get("device"):
+            devices[info["device"]] = devices.get(info["device"], 0) + 1
+        rows.append({"id": spec.run_id, "cell": f"{spec.model} / {spec.activation}", "initializer": spec.init.label,
+                     "seed": spec.seed, "status": status, "seconds": info.get("seconds")})
+    return rows, statuses, devices
+
+
+def csv_uri(text: str) -> str:
+    return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
+
+
+@dataclass(frozen=True)
+class Report:
+    results: Results
+    claims: tuple[ClaimVerdict, ...]
+    html: str  # self-contained: CSV downloads inlined as data: links
+    print_html: str  # the same report with the CSV links pointing at the files beside it (for the PDF)
+    tidy_csv: str  # per-epoch rows behind every figure
+    diagnostics_csv: str  # per-layer init diagnostics behind the signal figures
+
+    def results_dict(self) -> dict:
+        return {**self.results.to_dict(), "claims": [v.to_dict() for v in self.claims]}
+
+
+def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> Report:
     results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
     order = [i.label for i in study.initializers]
     store = RunStore(runs_dir, study.name)
     specs = expand(study)
     diag = diagnostics_frame(specs, store)
-    cells = []
+    cells, finals = [], []
     for cell in results.cells:
         cell_tidy = _in_cell(tidy, cell.factors)
         outcomes = run_outcomes(cell_tidy, study.threshold, study.epochs)
+        finals.append(outcomes)
         present = [i for i in order if i in set(cell_tidy["initializer"])]
         cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
+        rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
         figures = {
             "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
             "final": figure_uri(plots.final_accuracy(outcomes, present)),
             "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
+            "matrix_final": None, "matrix_ett": None,  # pairwise matrices need two arms
+            "cd": None,  # mean ranks need every arm on every seed: paired cells with three or more arms
             "signal": None,  # runs recorded without diagnostics (imported or older) have no signal figure
         }
+        if len(present) > 1:
+            figures["matrix_final"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "final_accuracy"))
+            figures["matrix_ett"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "epochs_to_threshold", rmst))
+        if cell.design == "paired" and len(present) >= 3:
+            ranks = average_ranks(outcomes, present)
+            figures["cd"] = figure_uri(plots.critical_difference(ranks, cell.final_pairwise, study.alpha,
+                                                                  len(cell.seeds)))
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
         cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, study.alpha),
-                      "figures": figures, "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
-    n_runs = len(specs)
-    statuses = {}
-    for spec in specs:
-        s = store.status(spec.run_id) or "not started"
-        statuses[s] = statuses.get(s, 0) + 1
+                      "figures": figures, "rmst": rmst,
+                      "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
+    verdicts = evaluate_claims(study.claims, results, finals)
+    runs, statuses, devices = runs_table(specs, store)
+    tidy_csv = tidy.to_csv(index=False)
+    diag_csv = diag.to_csv(index=False) if not diag.empty else ""
+    blob = json.dumps(study_dict(study), sort_keys=True, default=str)
     context = {
-        "study": study, "methods": methods(study), "cells": cells,
-        "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": n_runs, "n_missing": len(missing), "statuses": statuses,
-        "versions": versions(), "commit": _git_commit(),
+        "study": study, "methods": methods(study), "cells": cells, "claims": claim_rows(verdicts),
+        "claim_counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARK},
+        "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
+        "statuses": statuses, "devices": devices, "runs": runs, "threats": threats(study, results, len(missing)),
+        "power": power_rows(results), "mde": None,  # minimum detectable effects: filled once the analysis has them
+        "versions": package_versions(), "hardware": hardware(), "commit": _git_commit(),
+        "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
     }
-    return results, render(context)
+    links = {"tidy": csv_uri(tidy_csv), "diagnostics": csv_uri(diag_csv) if diag_csv else None}
+    html = render({**context, "numbering": Numbering(), "csv": links, "for_print": False})
+    files = {"tidy": "tidy.csv", "diagnostics": "diagnostics.csv" if diag_csv else None}
+    print_html = render({**context, "numbering": Numbering(), "csv": files, "for_print": True})
+    return Report(results, verdicts, html, print_html, tidy_csv, diag_csv)
 
 
-def write_report(study: Study, runs_dir: str | Path, command: str | None = None) -> tuple[Path, Path, Results]:
-    results, html = build_report(study, runs_dir, command)
+def weasyprint():
+    """The weasyprint module, or a ReportError saying what to install."""
+    try:
+        return importlib.import_module("weasyprint")
+    except ImportError:
+        raise ReportError("--pdf needs WeasyPrint: pip install weasyprint (or drop --pdf)") from None
+    except OSError as exc:  # the Python package is there but pango is not
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportError(f"--pdf: WeasyPrint cannot load its system libraries ({first}); install pango "
+                          "(e.g. apt-get install libpango-1.0-0 libpangoft2-1.0-0) or drop --pdf") from None
+
+
+def write_pdf(html: str, path: Path, base_dir: Path) -> int:
+    """Print `html` to `path` with WeasyPrint; returns the page count."""
+    wp = weasyprint()
+    for name in ("weasyprint", "fontTools"):  # layout chatter (unsupported CSS, font subsetting) is not news
+        logging.getLogger(name).setLevel(logging.ERROR)
+    doc = wp.HTML(string=html, base_url=str(base_dir)).render()
+    tmp = path.with_suffix(".pdf.tmp")
+    doc.write_pdf(tmp)
+    tmp.replace(path)
+    return len(doc.pages)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_report(study: Study, runs_dir: str | Path, command: str | None = None,
+                 pdf: bool = False) -> tuple[dict[str, Path], Report]:
+    """Write report.html, results.json, tidy.csv (and diagnostics.csv, report.pdf); returns (paths, report)."""
+    if pdf:
+        weasyprint()  # fail before the work, with nothing written
+    report = build_report(study, runs_dir, command)
     out = Path(runs_dir) / study.name / "report"
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", results.to_dict())
-    html_path = out / "report.html"
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(html)
-    tmp.replace(html_path)
-    return html_path, out / "results.json", results
+    paths = {"html": out / "report.html", "results": out / "results.json", "tidy": out / "tidy.csv"}
+    write_json(paths["results"], report.results_dict())
+    _write_text(paths["tidy"], report.tidy_csv)
+    if report.diagnostics_csv:
+        paths["diagnostics"] = out / "diagnostics.csv"
+        _write_text(paths["diagnostics"], report.diagnostics_csv)
+    _write_text(paths["html"], report.html)
+    if pdf:
+        paths["pdf"] = out / "report.pdf"
+        write_pdf(report.print_html, paths["pdf"], out)
+    return paths, report
 
 
 def results_json(results: Results) -> str:

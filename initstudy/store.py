@@ -64,6 +64,14 @@ class RunStore:
     def run_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
+    def info(self, run_id: str) -> dict:
+        """The run's run.json (status, seconds, device, ...), or {} when it has no readable one."""
+        try:
+            info = _read_json(self.run_dir(run_id) / "run.json")
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
     def status(self, run_id: str) -> str | None:
         """The run's status, or None when it has no readable run.json."""
         return self.info(run_id).get("status")

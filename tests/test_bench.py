@@ -41,13 +41,15 @@ def test_synthetic_store_has_1000_runs_and_analyses(tmp_path):
     results, tidy, _, missing = analyze_study(study, tmp_path)
     assert not missing and len(tidy) == 3 * 4 * 6
     assert results.cells[0].design == "paired"
-    _, html = build_report(study, tmp_path)  # runs without diagnostics render without the signal section
-    assert "Why: the signal at initialization" not in html and "Kaplan-Meier" in html
+    html = build_report(study, tmp_path).html  # runs without diagnostics render without the signal figure
+    assert "Signal propagation at initialization" not in html and "Kaplan-Meier" in html
+    assert "no initialization diagnostics" in html
 
 
 def test_targets_are_checked_both_ways():
-    good = {"ratio": 0.97, "per_run_overhead_s": 0.1, "analyze_1000_runs_s": 5, "report_1000_runs_s": 9}
+    good = {"ratio": 0.97, "per_run_overhead_s": 0.1, "analyze_1000_runs_s": 5, "report_1000_runs_s": 9,
+            "report_pdf_1000_runs_s": 20}
     assert all(check_targets(good).values())
-    bad = {**good, "ratio": 0.9, "per_run_overhead_s": 0.2}
+    bad = {**good, "ratio": 0.9, "per_run_overhead_s": 0.2, "report_pdf_1000_runs_s": 61}
     assert check_targets(bad) == {"ratio": False, "per_run_overhead_s": False, "analyze_1000_runs_s": True,
-                                  "report_1000_runs_s": True}
+                                  "report_1000_runs_s": True, "report_pdf_1000_runs_s": False}

@@ -35,7 +35,7 @@ def test_label_does_not_change_run_id(tmp_path):
 
 
 def test_options_fill_defaults_and_label():
-    study = load_study("default")
+    study = load_study("gpu")
     normal = next(i for i in study.initializers if i.name == "normal")
     assert dict(normal.options) == {"std": 0.01, "mean": 0.0}
     assert normal.label == "normal"

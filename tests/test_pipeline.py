@@ -124,7 +124,8 @@ def test_report_contents_match_results_json(trained):
     page = _Collector()
     page.feed(html)
     assert {"summary", "methods", "cell-1", "reproducibility"} <= set(page.ids)
-    assert len(page.imgs) == 4  # curves, Kaplan-Meier, final accuracy, signal propagation
+    # curves, Kaplan-Meier, final accuracy, two pairwise matrices, critical difference, signal
+    assert len(page.imgs) == 7
     for src in page.imgs:
         assert src.startswith("data:image/svg+xml;base64,")
         svg = base64.b64decode(src.split(",", 1)[1]).decode()

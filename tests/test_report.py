@@ -1,0 +1,197 @@
+"""The report as a reviewer gets it: rendered once from the session's trained tiny study, HTML and PDF."""
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+from initstudy.cli import main
+from initstudy.config import expand, load_study
+
+from .conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+CLAIMS = [
+    {"claim": "He <b>beats</b> Xavier & co", "a": "kaiming_normal", "b": "xavier_normal",
+     "endpoint": "epochs_to_threshold", "direction": "faster", "where": {"activation": "relu"},
+     "source": "<script>alert(1)</script>"},
+    {"claim": "Zeros stay near chance", "a": "zeros", "endpoint": "final_accuracy", "at_most": 0.2},
+    {"claim": "Xavier suits tanh", "a": "xavier_normal", "b": "kaiming_normal", "endpoint": "final_accuracy",
+     "direction": "not_worse", "margin": 0.02, "where": {"activation": "tanh"}},
+]
+SECTIONS = ["contents", "summary", "methods", "results", "cell-1", "why", "claims", "power", "power-mde",
+            "power-threats", "reproducibility"]
+
+
+class Page(HTMLParser):
+    """Ids, images, links, each table's body cell count and caption, and the text under each h2."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.imgs, self.links, self.tables, self.captions = [], [], [], [], []
+        self.section_text, self._section, self._in = {}, None, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self._in.append(tag)
+        if "id" in a:
+            self.ids.append(a["id"])
+            if tag == "h2":
+                self._section = a["id"]
+        if tag == "img":
+            self.imgs.append(a["src"])
+        if tag == "a":
+            self.links.append(a)
+        if tag == "table":
+            self.tables.append(0)
+        if tag == "td" and self.tables:
+            self.tables[-1] += 1
+
+    def handle_endtag(self, tag):
+        if self._in and self._in[-1] == tag:
+            self._in.pop()
+
+    def handle_data(self, data):
+        if self._in and self._in[-1] == "caption":
+            self.captions.append(data)
+        if self._in and self._in[-1] == "figcaption" or self._in[-2:] == ["figcaption", "strong"]:
+            self.captions.append(data)
+        if self._section:
+            self.section_text[self._section] = self.section_text.get(self._section, "") + data
+
+
+@pytest.fixture(scope="module")
+def report(trained, tmp_path_factory):
+    """(html, results.json dict, report dir, page) of `report --pdf` on the trained tiny study with claims."""
+    _, runs = trained
+    study = write_study(tmp_path_factory.mktemp("claims") / "tiny.yaml", claims=CLAIMS)
+    assert main(["report", "--study", str(study), "--runs-dir", str(runs), "--pdf"]) == 0
+    out = runs / "tiny" / "report"
+    html = (out / "report.html").read_text()
+    page = Page()
+    page.feed(html)
+    return html, json.loads((out / "results.json").read_text()), out, page, study
+
+
+def test_every_section_and_a_numbered_caption_for_every_figure_and_table(report):
+    html, _, _, page, _ = report
+    assert [s for s in SECTIONS if s not in page.ids] == []
+    for kind in ("Figure", "Table"):
+        numbers = [int(n) for n in re.findall(rf"<(?:strong|caption)>{kind} (\d+)\.", html)]
+        assert numbers == list(range(1, len(numbers) + 1)) and numbers, kind
+    assert len(re.findall(r"<strong>Figure \d+\.</strong>", html)) == len(page.imgs)
+    # The table of contents links to every section.
+    assert {"#" + s for s in ("summary", "methods", "results", "why", "claims", "power", "reproducibility")} <= \
+        {a.get("href") for a in page.links}
+
+
+def test_every_figure_is_a_real_image(report):
+    _, _, _, page, _ = report
+    # curves, Kaplan-Meier, final accuracy, two pairwise matrices, critical difference, signal propagation
+    assert len(page.imgs) == 7
+    for src in page.imgs:
+        assert src.startswith("data:image/svg+xml;base64,")
+        svg = base64.b64decode(src.split(",", 1)[1]).decode()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and svg.count("<path") > 10
+
+
+def test_no_empty_tables(report):
+    _, _, _, page, _ = report
+    assert len(page.tables) >= 12 and all(n > 0 for n in page.tables)
+
+
+def test_summary_numbers_equal_results_json(report):
+    _, results, _, page, _ = report
+    summary = " ".join(page.section_text["summary"].split())
+    cell = results["cells"][0]
+    for arm in cell["arms"]:
+        if arm["median_epochs"] is not None:
+            assert f"{arm['initializer']} {arm['median_epochs']:g}" in summary
+    lr = cell["epochs_to_threshold"]["omnibus"][0]
+    if lr["pvalue"] is not None:
+        assert f"chi2 = {lr['statistic']:.2f}, df = {lr['df']:g}" in summary
+    fr = cell["final_accuracy"]["omnibus"][0]
+    assert f"{fr['test']}: statistic = {fr['statistic']:.2f}" in summary
+    pairs = cell["final_accuracy"]["pairwise"]
+    sig = sum(p["pvalue_holm"] is not None and p["pvalue_holm"] < results["alpha"] for p in pairs)
+    assert f"{sig} of {len(pairs)} pairwise final-accuracy comparisons" in summary
+    # Claims: the verdicts in the summary are those in results.json, in order.
+    shown = re.findall(r"[✔✘?–] (supported|contradicted|inconclusive|not tested): ", summary)
+    assert shown == [c["verdict"] for c in results["claims"]]
+
+
+def test_claims_in_results_json_and_report(report):
+    html, results, _, page, _ = report
+    claims = results["claims"]
+    assert [c["claim"] for c in claims] == [c["claim"] for c in CLAIMS]
+    assert claims[2]["verdict"] == "not tested" and "no cell with activation tanh" in claims[2]["reason"]
+    assert claims[1]["cells"][0]["test"].startswith("exact sign test")
+    assert claims[1]["verdict"] in ("supported", "inconclusive")  # 3 seeds: a sign test cannot go below 1/8
+    text = " ".join(page.section_text["claims"].split())
+    checked = 0
+    for c in claims:
+        for cell in c["cells"]:
+            if cell["pvalue_holm"] is not None and cell["pvalue_holm"] >= 0.001:
+                p = re.escape(f"p = {cell['pvalue_holm']:.3f}")
+                assert re.search(re.escape(cell["test"]) + ": .{0,30}?" + p, text), cell["test"]
+                checked += 1
+    assert checked >= 1
+    assert "log-rank" in text and "exact sign test" in text
+
+
+def test_study_and_claim_text_is_escaped(report):
+    html, _, _, _, _ = report
+    assert "&lt;with markup &amp; ampersands&gt;" in html and "<with markup" not in html
+    assert "He &lt;b&gt;beats&lt;/b&gt; Xavier &amp; co" in html and "<b>beats" not in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_tidy_csv_beside_the_report_and_inlined(report):
+    _, _, out, page, study_file = report
+    study = load_study(str(study_file))
+    tidy = pd.read_csv(out / "tidy.csv")
+    assert len(tidy) == len(expand(study)) * (study.epochs + 1)
+    assert {"run", "initializer", "seed", "epoch", "val_acc", "train_loss", "diverged"} <= set(tidy.columns)
+    link = next(a for a in page.links if a.get("download") == "tidy.csv")
+    assert base64.b64decode(link["href"].split(",", 1)[1]) == (out / "tidy.csv").read_bytes()
+    # The runs table names every planned run by its id.
+    html = report[0]
+    assert all(f"<code>{s.run_id}</code>" in html for s in expand(study))
+
+
+def test_pdf_has_pages_numbers_and_the_sections(report):
+    pypdf = pytest.importorskip("pypdf")
+    _, _, out, _, _ = report
+    pdf = pypdf.PdfReader(out / "report.pdf")
+    assert len(pdf.pages) >= 6
+    text = "\n".join(p.extract_text() for p in pdf.pages)
+    for title in ("1. Summary", "2. Methods", "3. Results", "4. Why", "5. Claims", "6. Power and limits",
+                  "7. Reproducibility appendix", "Figure 1.", "Table 1."):
+        assert title in text, title
+    assert f"page 1 of {len(pdf.pages)}" in text
+    assert pdf.pages[0].extract_text().count("Summary") >= 1
+
+
+def test_pdf_without_system_libraries_is_one_line_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    import initstudy.report
+
+    real = importlib.import_module
+
+    def broken(name, *args):
+        if name == "weasyprint":
+            raise OSError("cannot load library 'libpango-1.0-0': error 0x7e\nmore detail")
+        return real(name, *args)
+
+    study_file, runs = trained
+    monkeypatch.setattr(initstudy.report.importlib, "import_module", broken)
+    study = write_study(tmp_path / "tiny.yaml", name="tiny-nopdf")  # an empty study: the check comes first
+    assert main(["report", "--study", str(study), "--runs-dir", str(runs), "--pdf"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load its system libraries (cannot load library 'libpango-1.0-0'" in err[0]
+    assert not (runs / "tiny-nopdf").exists()
