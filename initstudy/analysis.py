@@ -168,6 +168,18 @@ class CellResult:
     def initializers(self) -> list[str]:
         return [a.initializer for a in self.arms]
 
+    @property
+    def final_primary(self) -> tuple[PairwiseResult, ...]:
+        """The pairwise rows of the primary final-accuracy test (Wilcoxon paired, Mann-Whitney unpaired)."""
+        test = "wilcoxon" if self.design == "paired" else "mannwhitney"
+        return tuple(p for p in self.final_pairwise if p.test == test)
+
+    @property
+    def omnibus_primary(self) -> tuple[TestResult, ...]:
+        """The primary omnibus tests: log-rank, and Friedman (paired) or Kruskal-Wallis (unpaired)."""
+        test = "friedman" if self.design == "paired" else "kruskal"
+        return tuple(self.ett_omnibus) + tuple(t for t in self.final_omnibus if t.test == test)
+
     def to_dict(self) -> dict:
         return {
             "factors": self.factors, "design": self.design, "seeds": list(self.seeds),

@@ -64,7 +64,7 @@ class ClaimVerdict:
 def restricted_mean_epochs(arm: ArmSummary) -> float:
     """Area under the Kaplan-Meier curve over the budget: the mean epochs to threshold when a run that never
     reaches it counts as the whole budget. Lower is faster; it orders arms even when medians are not reached."""
-    return float(sum(s for _e, s in arm.kaplan_meier[:-1]))
+    return float(arm.rmst)
 
 
 def _pair(pairs: tuple[PairwiseResult, ...], a: str, b: str) -> tuple[PairwiseResult | None, int]:
@@ -95,7 +95,7 @@ def _compare(claim: Claim, cell: CellResult, alpha: float) -> CellVerdict:
                            "pairwise log-rank" + (" stratified by seed" if cell.design == "paired" else "")
                            + ", Holm-adjusted", p.statistic, p.pvalue_holm,
                            "restricted mean epochs to threshold, a - b", diff, (None, None), note)
-    p, sign = _pair(cell.final_pairwise, a, b)
+    p, sign = _pair(cell.final_primary, a, b)
     e = p.effect
     value = None if e is None or e.value is None else sign * e.value
     ci = (None, None) if e is None or e.ci[0] is None else tuple(sorted((sign * e.ci[0], sign * e.ci[1])))

@@ -205,7 +205,7 @@ def pairwise_matrix(cell: CellResult, alpha: float, endpoint: str,
     order = cell.initializers
     values = {}
     if endpoint == "final_accuracy":
-        for p in cell.final_pairwise:
+        for p in cell.final_primary:
             v = None if p.effect is None or p.effect.value is None else p.effect.value
             values[(p.a, p.b)], values[(p.b, p.a)] = (v, p.pvalue_holm), (None if v is None else -v, p.pvalue_holm)
         title, fmt = "Final accuracy: median difference, row − column", "+.3f"

@@ -105,14 +105,14 @@ def headline(cell: CellResult, alpha: float) -> list[str]:
             verdict = "differ" if t.pvalue < alpha else "were not shown to differ"
             out.append(f"Epochs-to-threshold {verdict} across initializers (log-rank{', ' + t.note if t.note else ''}: "
                        f"chi2 = {t.statistic:.2f}, df = {t.df:g}, {p_clause(t.pvalue)}).")
-    for t in cell.final_omnibus:
+    for t in cell.omnibus_primary[len(cell.ett_omnibus):]:
         if t.pvalue is not None:
             verdict = "differed" if t.pvalue < alpha else "was not shown to differ"
             out.append(f"Final accuracy {verdict} across initializers ({t.test}: statistic = {t.statistic:.2f}, "
                        f"df = {t.df:g}, {p_clause(t.pvalue)}).")
     out += pair_sentences(cell, alpha)
-    sig = [p for p in cell.final_pairwise if p.pvalue_holm is not None and p.pvalue_holm < alpha]
-    n_pairs = len(cell.final_pairwise)
+    sig = [p for p in cell.final_primary if p.pvalue_holm is not None and p.pvalue_holm < alpha]
+    n_pairs = len(cell.final_primary)
     if n_pairs:
         out.append(f"{len(sig)} of {n_pairs} pairwise final-accuracy comparisons are significant after Holm "
                    f"correction at alpha = {alpha:g}.")
@@ -132,7 +132,7 @@ def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
     out = []
     rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
     hr = {(h.initializer, h.reference): h for h in cell.ett_cox if h.hazard_ratio is not None}
-    for endpoint, pairs in (("ett", cell.ett_pairwise), ("final", cell.final_pairwise)):
+    for endpoint, pairs in (("ett", cell.ett_pairwise), ("final", cell.final_primary)):
         sig = sorted((p for p in pairs if p.pvalue_holm is not None and p.pvalue_holm < alpha),
                      key=lambda p: p.pvalue_holm)
         for p in sig[:MAX_PAIRS]:
@@ -439,7 +439,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
             figures["matrix_ett"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "epochs_to_threshold", rmst))
         if cell.design == "paired" and len(present) >= 3:
             ranks = average_ranks(outcomes, present)
-            figures["cd"] = figure_uri(plots.critical_difference(ranks, cell.final_pairwise, study.alpha,
+            figures["cd"] = figure_uri(plots.critical_difference(ranks, cell.final_primary, study.alpha,
                                                                   len(cell.seeds)))
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
@@ -456,7 +456,8 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
         "claim_counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARK},
         "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
         "statuses": statuses, "devices": devices, "runs": runs, "threats": threats(study, results, len(missing)),
-        "power": power_rows(results), "mde": None,  # minimum detectable effects: filled once the analysis has them
+        "power": power_rows(results), "factorial": results.factorial,
+        "mde": [{"title": _cell_title(c), **c.power.to_dict()} for c in results.cells if c.power],
         "versions": package_versions(), "hardware": hardware(), "commit": _git_commit(),
         "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -116,7 +116,8 @@ def test_summary_numbers_equal_results_json(report):
         assert f"chi2 = {lr['statistic']:.2f}, df = {lr['df']:g}" in summary
     fr = cell["final_accuracy"]["omnibus"][0]
     assert f"{fr['test']}: statistic = {fr['statistic']:.2f}" in summary
-    pairs = cell["final_accuracy"]["pairwise"]
+    primary = "wilcoxon" if cell["design"] == "paired" else "mannwhitney"
+    pairs = [p for p in cell["final_accuracy"]["pairwise"] if p["test"] == primary]
     sig = sum(p["pvalue_holm"] is not None and p["pvalue_holm"] < results["alpha"] for p in pairs)
     assert f"{sig} of {len(pairs)} pairwise final-accuracy comparisons" in summary
     # Claims: the verdicts in the summary are those in results.json, in order.
@@ -195,3 +196,15 @@ def test_pdf_without_system_libraries_is_one_line_and_writes_nothing(trained, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot load its system libraries (cannot load library 'libpango-1.0-0'" in err[0]
     assert not (runs / "tiny-nopdf").exists()
+
+
+def test_power_section_shows_the_analysis_minimum_detectable_effects(report):
+    _, results, _, page, _ = report
+    power = " ".join(page.section_text["power"].split())
+    for cell in results["cells"]:
+        p = cell["power"]
+        assert f"{p['mde_standardized']:.2f}" in power and str(p["seeds_needed"]) in power
+        assert ("yes: " + p["reasons"][0]) in power if p["underpowered"] else "no" in power
+    results_text = " ".join(page.section_text["results"].split())
+    for name in ("pairwise paired t", "effect sizes per pair", "assumption checks", "Best accuracy", "Divergence"):
+        assert name in results_text
