@@ -296,7 +296,7 @@ INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [
                 source="Keras RandomUniform default bound",
                 theory=lambda g, fi, fo, sh, bound: bound / math.sqrt(3)),
     Initializer("positive", _positive, {"bound": 0.05}, gain="fixed", formula="W ~ U(0, bound)",
-                source="positive initialization (shared/literature write-ups)",
+                source="\"Neural Network Weight Initialization\" (web article), section Positive Initialization",
                 theory=lambda g, fi, fo, sh, bound: bound / math.sqrt(12)),
     Initializer("truncated_normal", _truncated_normal, {"std": 0.02, "mean": 0.0, "a": -2.0, "b": 2.0},
                 gain="fixed", formula="W ~ N(mean, std^2) redrawn outside [a, b] (absolute cut-offs, as torch)",
