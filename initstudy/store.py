@@ -107,14 +107,6 @@ class RunStore:
         write_json(d / "run.json", {**run, **(info or {}), "status": "failed", "error": error,
                                     "traceback": traceback, "finished": time.time()})
 
-    def info(self, run_id: str) -> dict:
-        """The run's run.json as a dict ({} when it has none or it is unreadable)."""
-        try:
-            info = _read_json(self.run_dir(run_id) / "run.json")
-        except (OSError, ValueError):
-            return {}
-        return info if isinstance(info, dict) else {}
-
     @contextlib.contextmanager
     def lock(self):
         """Hold the study's write lock; raises StoreError when another process holds it.
