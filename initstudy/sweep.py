@@ -19,7 +19,6 @@ from typing import Iterator
 from .config import RunSpec, Study, expand
 from .executors import InProcess, Outcome
 from .store import FINISHED, RunStore
-from .training import versions  # noqa: F401  (the report reads library versions from here)
 
 COUNTED = ("done", "diverged", "failed", "pending")
 

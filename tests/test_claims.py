@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,7 +168,7 @@ def test_summary_names_each_significant_pair_with_its_numbers():
 
     turned = replace(cell, ett_cox=(CoxResult("slow", "fast", 0.25, (0.1, 0.6), 0.001),))
     assert "hazard ratio 4.00 [1.67, 10.00]; log-rank" in " ".join(pair_sentences(turned, 0.05))
-    assert f"fast reached 0.9 sooner than slow (restricted mean 1.00 vs 3.00 epochs; " in text
+    assert "fast reached 0.9 sooner than slow (restricted mean 1.00 vs 3.00 epochs; " in text
     assert f"log-rank, Holm-adjusted p = {ett.pvalue_holm:.3f})" in text
     fin = next(p for p in cell.final_pairwise if (p.a, p.b) == ("fast", "slow"))
     assert (f"fast ended more accurate than slow (median difference {fin.effect.value:+.3f} "
