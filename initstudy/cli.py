@@ -227,8 +227,13 @@ def _cmd_status(args) -> int:
 
 def _cmd_report(args) -> int:
     from .config import load_study
+    from .importing import load_imported
     from .report import write_report
 
+    if load_imported(args.runs_dir, args.study) is not None and not args.overrides:
+        raise InitStudyError(f"study {args.study!r} in {args.runs_dir} holds imported logs, which the HTML report "
+                             f"does not cover yet; run `initstudy analyze --study {args.study} --runs-dir "
+                             f"{args.runs_dir} --threshold X` for results.json")
     study = load_study(args.study, args.overrides)
     start = time.perf_counter()
     import shlex

@@ -36,6 +36,10 @@ def test_import_then_analyze(tmp_path, capsys):
     arms = {a["initializer"]: a for a in cell["arms"]}
     assert arms["he"]["median_epochs"] == 1 and arms["he"]["n_reached"] == 2
     assert arms["xavier"]["n_reached"] == 1
+    # The HTML report needs a trained study: an imported one gets a one-line pointer to analyze, exit 2.
+    assert main(["report", "--study", "ext", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "imported logs" in err and "initstudy analyze --study ext" in err
 
 
 def test_short_log_is_censored_at_its_last_epoch(tmp_path):
