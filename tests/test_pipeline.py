@@ -192,8 +192,11 @@ def test_ctrl_c_keeps_finished_runs_and_marks_none_finished(tmp_path):
     runs = tmp_path / "runs"
     study = load_study(str(study_file))
     store = RunStore(runs, study.name)
+    # A shell running the suite in the background hands its children SIGINT ignored; give this one the default
+    # disposition so Python turns Ctrl-C into KeyboardInterrupt, as it does in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "initstudy.cli", "train", "--study", str(study_file),
-                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and sum(store.is_finished(s.run_id) for s in expand(study)) < 2:
         time.sleep(0.05)
