@@ -339,7 +339,8 @@ def _cmd_bench(args) -> int:
             mfu = ", ".join(f"{k} {figures[k]:.2%}" for k in ("mfu", "packed_mfu") if figures[k] is not None)
             print(f"  {figures['packed_workers']} small runs at once on {figures['gpu']}: "
                   f"{figures['packed_img_per_s']:.0f} img/s against {figures['single_img_per_s']:.0f} one at a time; "
-                  f"initial weights as standalone: {figures['packed_init_identical']}; {mfu or 'no peak FLOP/s known'}")
+                  f"initial weights as standalone: {figures['packed_init_identical']}; "
+                  f"{mfu or 'no peak FLOP/s known'}")
         for key, (op, bound) in targets_for(figures["device"]).items():
             value = f"{figures[key]!s:>10}" if isinstance(bound, bool) else f"{figures[key]:10.3f}"
             print(f"  {key:<22}{value}   target {op} {bound!s}   {'ok' if ok[key] else 'MISSED'}")
