@@ -9,6 +9,7 @@ Analysis and report timings (HTML, and HTML plus PDF) use a synthetic store of 1
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import tempfile
@@ -21,48 +22,58 @@ import torch.nn.functional as F
 
 from .config import RunSpec, Study, expand, load_study
 from .data import TensorBatches, load_dataset
+from .errors import SweepError
+from .executors import LocalPool, Outcome, visible_gpus
 from .store import RunStore
-from .training import EVAL_BATCH, build_run, derive_seed, make_optimizer, train_run
+from .training import (EVAL_BATCH, build_run, derive_seed, float32_reference, make_optimizer, train_run,
+                       weights_sha256)
 
 REFERENCE = ["models=[simple, plain]", "activations=[relu]", "depth=6", "width=16", "epochs=3", "seeds=3",
              "batch_size=64", "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k",
              "lr=0.01"]
 
 
-def raw_run(spec: RunSpec, data_dir: str | None = None) -> list[dict]:
-    """What a user would write by hand: the same run as `train_run`, as a plain loop. Returns its history."""
+def raw_run(spec: RunSpec, data_dir: str | None = None,
+            device: str = "cpu") -> tuple[list[dict], torch.nn.Module]:
+    """What a user would write by hand: the same run as `train_run`, as a plain loop. Returns (history, model).
+
+    Sums stay on the device, as in initstudy's module, so neither side waits for the device every step.
+    """
+    float32_reference()
     dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
     torch.manual_seed(derive_seed(spec.seed, "torch"))
-    net = build_run(spec, dataset)
+    net = build_run(spec, dataset).to(device)
     opt = make_optimizer(spec, net.parameters())
     order = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
+    x_train, y_train = dataset.x_train.to(device), dataset.y_train.to(device)
+    x_val, y_val = dataset.x_val.to(device), dataset.y_val.to(device)
 
     @torch.no_grad()
     def evaluate(x, y):
         net.eval()
-        loss = correct = 0.0
+        loss = correct = 0
         for xb, yb in TensorBatches(x, y, EVAL_BATCH):
             out = net(xb)
-            loss += float(F.cross_entropy(out, yb)) * len(yb)
-            correct += float((out.argmax(1) == yb).sum())
+            loss = loss + F.cross_entropy(out, yb) * len(yb)
+            correct = correct + (out.argmax(1) == yb).sum()
         net.train()
-        return loss / len(y), correct / len(y)
+        return float(loss) / len(y), float(correct) / len(y)
 
-    train0, _ = evaluate(dataset.x_train, dataset.y_train)
-    val_loss, val_acc = evaluate(dataset.x_val, dataset.y_val)
+    train0, _ = evaluate(x_train, y_train)
+    val_loss, val_acc = evaluate(x_val, y_val)
     history = [{"epoch": 0, "train_loss": train0, "val_loss": val_loss, "val_acc": val_acc}]
     for epoch in range(1, spec.epochs + 1):
-        total = 0.0
-        for xb, yb in TensorBatches(dataset.x_train, dataset.y_train, spec.batch_size, order):
+        total = 0
+        for xb, yb in TensorBatches(x_train, y_train, spec.batch_size, order):
             loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(yb)
-        val_loss, val_acc = evaluate(dataset.x_val, dataset.y_val)
-        history.append({"epoch": epoch, "train_loss": total / len(dataset.y_train), "val_loss": val_loss,
+            total = total + loss.detach() * len(yb)
+        val_loss, val_acc = evaluate(x_val, y_val)
+        history.append({"epoch": epoch, "train_loss": float(total) / len(y_train), "val_loss": val_loss,
                         "val_acc": val_acc})
-    return history
+    return history, net
 
 
 def flops_per_image(spec: RunSpec) -> float:
@@ -100,6 +111,85 @@ def synthetic_store(runs_dir: Path, n_inits: int = 10, n_seeds: int = 100, epoch
     return study
 
 
+PACKED = ["models=[simple]", "initializers=[kaiming_normal]", "epochs=3", "dataset=mnist5k", "batch_size=64",
+          "lr=0.01"]  # the small runs packed on one GPU
+PACKED_WORKERS = 8  # runs training at once on the one GPU, as worker processes of the local executor
+PACKED_RUNS = 4  # timed runs per worker, after one warm-up run each
+
+# Dense float32 peak (no tensor cores) of common GPUs in TFLOP/s, from the vendors' data sheets; the first
+# name contained in torch.cuda.get_device_name() wins, so longer names come before their prefixes.
+PEAK_FP32_TFLOPS = [
+    ("H100 PCIe", 51.2), ("H100 NVL", 60.0), ("H100", 66.9), ("H200 NVL", 60.0), ("H200", 66.9),
+    ("A100", 19.5), ("A10G", 31.2), ("A10", 31.2), ("L40S", 91.6), ("L40", 90.5), ("L4", 30.3),
+    ("T4", 8.1), ("V100", 15.7), ("RTX 4090", 82.6), ("RTX 3090", 35.6), ("A6000", 38.7),
+]
+
+
+def peak_fp32_tflops(name: str) -> float | None:
+    """The float32 peak of the GPU called `name`, or None for one not in PEAK_FP32_TFLOPS."""
+    return next((peak for key, peak in PEAK_FP32_TFLOPS if key in name), None)
+
+
+def pack_runs(specs: list[RunSpec], workers: int, accelerator: str, gpus: list[str],
+              threads: int = 1) -> tuple[float, list[tuple[RunSpec, Outcome]]]:
+    """Train `specs` on `workers` processes of the local executor at once; (seconds, [(spec, outcome)]).
+
+    The first `workers` specs go one to each worker and pay its start-up (interpreter, torch import,
+    CUDA context): the seconds run from the start of the next run to the end of the last.
+    """
+    if len(specs) <= workers:
+        raise SweepError(f"packing needs more than {workers} runs: the first {workers} only warm the workers")
+    pool = LocalPool(workers, threads, None, accelerator, gpus)
+    started, first, last, done = 0, None, None, []
+    for kind, spec, outcome in pool.outcomes(specs):
+        if kind == "start":
+            started += 1
+            if started == workers + 1:
+                first = time.perf_counter()
+            continue
+        if outcome.status == "failed":
+            raise SweepError(f"a packed bench run failed: {outcome.error}")
+        done.append((spec, outcome))
+        last = time.perf_counter()
+    return last - first, done
+
+
+def packed_figures(workers: int = PACKED_WORKERS, runs_per_worker: int = PACKED_RUNS, accelerator: str = "auto",
+                   gpus: list[str] | None = None, threads: int = 1, peak_tflops: float | None = None) -> dict:
+    """Small runs one at a time against `workers` at once on one device, and their initial weights.
+
+    Both sides train the same timed runs on worker processes; `packed_init_identical` says whether every
+    run's initial weights (both sides, warm-up runs too) hash the same as the model built here, standalone.
+    """
+    study = load_study("default", PACKED + [f"seeds={workers * (1 + runs_per_worker)}"])
+    specs = expand(study)
+    warm, timed = specs[:workers], specs[workers:]
+    gpus = visible_gpus(accelerator)[:1] if gpus is None else gpus
+    one_s, one = pack_runs(warm[:1] + timed, 1, accelerator, gpus, threads)
+    packed_s, packed = pack_runs(specs, workers, accelerator, gpus, threads)
+    dataset = load_dataset(study.dataset, None, study.split_seed)
+    standalone = {s.run_id: weights_sha256(build_run(s, dataset)) for s in specs}
+    images = len(timed) * study.epochs * len(dataset.y_train)
+    flop_per_s = images / packed_s * flops_per_image(specs[0])
+    return {"packed_workers": workers, "single_img_per_s": images / one_s, "packed_img_per_s": images / packed_s,
+            "packed_speedup": one_s / packed_s,
+            "packed_mfu": flop_per_s / (peak_tflops * 1e12) if peak_tflops else None,
+            "packed_init_identical": all(o.info["init_sha256"] == standalone[s.run_id] for s, o in one + packed)}
+
+
+def gpu_figures(device: str, flop_per_s: float, say=lambda text: None) -> dict:
+    """Packing and model FLOPs utilisation on a CUDA device; the same keys as None elsewhere."""
+    keys = ("gpu", "peak_fp32_tflops", "mfu", "packed_workers", "single_img_per_s", "packed_img_per_s",
+            "packed_speedup", "packed_mfu", "packed_init_identical")
+    if not device.startswith("cuda"):
+        return dict.fromkeys(keys)
+    name = torch.cuda.get_device_name(torch.device(device))
+    peak = peak_fp32_tflops(name)
+    say(f"{PACKED_WORKERS} small runs at once on {name} against one at a time")
+    packed = packed_figures(threads=max(1, (os.cpu_count() or 1) // PACKED_WORKERS), peak_tflops=peak)
+    return {"gpu": name, "peak_fp32_tflops": peak, "mfu": flop_per_s / (peak * 1e12) if peak else None, **packed}
+
+
 def run_bench(progress=None) -> dict:
     """All figures of `initstudy bench`; `progress(text)` is called before each step."""
     from .report import analyze_study, build_report, write_pdf
@@ -107,15 +197,16 @@ def run_bench(progress=None) -> dict:
     say = progress or (lambda text: None)
     study = load_study("default", REFERENCE)
     specs = expand(study)
-    load_dataset(study.dataset, None, study.split_seed)
-    images = sum(s.epochs for s in specs) * len(load_dataset(study.dataset, None, study.split_seed).y_train)
+    n_train = len(load_dataset(study.dataset, None, study.split_seed).y_train)
+    images = sum(s.epochs for s in specs) * n_train
     t_init = t_raw = 0.0
     overhead = []
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp, study.name)
-        # Warm both paths once (imports, allocator, kernels) so neither pays first-call costs.
-        raw_run(specs[0])
-        train_run(specs[0], None, study.accelerator)
+        # Warm both paths once (imports, allocator, kernels) so neither pays first-call costs; the raw loop
+        # then trains on the device Lightning picked.
+        device = train_run(specs[0], None, study.accelerator).device
+        raw_run(specs[0], None, device)
         for i, spec in enumerate(specs, 1):
             say(f"run {i}/{len(specs)}: {spec.model} {spec.init.label} seed {spec.seed}")
             # ABBA order: whichever side runs second in a pair gets a warmer cache, so the sides take turns.
@@ -129,7 +220,7 @@ def run_bench(progress=None) -> dict:
                     store.finish(spec, result.status, result.history, {"seconds": result.seconds},
                                  result.diagnostics)
                 else:
-                    raw_run(spec)
+                    raw_run(spec, None, device)
                 took[side] = time.perf_counter() - start
             t_init, t_raw = t_init + took["initstudy"], t_raw + took["raw"]
             overhead.append(took["initstudy"] - took["raw"])
@@ -146,8 +237,8 @@ def run_bench(progress=None) -> dict:
         pages = write_pdf(report.print_html, Path(tmp) / "bench.pdf", Path(tmp))
         t_pdf = time.perf_counter() - start
     flops = {m: flops_per_image(next(s for s in specs if s.model == m)) for m in study.models}
-    device = result.device
-    return {
+    train_flops = sum(s.epochs * flops[s.model] for s in specs) * n_train
+    figures = {
         "reference": f"{len(specs)} runs: models {', '.join(study.models)} x {len(study.initializers)} initializers "
                      f"x {len(study.seeds)} seeds x {study.epochs} epochs on {study.dataset}, batch {study.batch_size}",
         "device": device, "threads": torch.get_num_threads(),
@@ -157,6 +248,8 @@ def run_bench(progress=None) -> dict:
         "analyze_1000_runs_s": t_analyze, "report_1000_runs_s": t_report,
         "report_pdf_1000_runs_s": t_report + t_pdf, "report_pdf_pages": pages,  # `report --pdf`: HTML, then PDF
     }
+    figures.update(gpu_figures(device, train_flops / t_init, say))
+    return figures
 
 
 TARGETS = {  # figure -> (comparison, bound), the CPU targets
@@ -166,7 +259,18 @@ TARGETS = {  # figure -> (comparison, bound), the CPU targets
     "report_1000_runs_s": ("<=", 60.0),
     "report_pdf_1000_runs_s": ("<=", 60.0),
 }
+GPU_TARGETS = {  # on a CUDA device: the CPU's ratio and per-run overhead give way to these
+    **{k: v for k, v in TARGETS.items() if k not in ("ratio", "per_run_overhead_s")},
+    "ratio": (">=", 0.90),
+    "packed_speedup": (">=", 4.0),
+    "packed_init_identical": ("==", True),
+}
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "==": lambda a, b: a == b}
+
+
+def targets_for(device: str) -> dict[str, tuple[str, float]]:
+    return GPU_TARGETS if device.startswith("cuda") else TARGETS
 
 
 def check_targets(figures: dict) -> dict[str, bool]:
-    return {k: (figures[k] >= bound if op == ">=" else figures[k] <= bound) for k, (op, bound) in TARGETS.items()}
+    return {k: _COMPARE[op](figures[k], bound) for k, (op, bound) in targets_for(figures["device"]).items()}

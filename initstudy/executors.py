@@ -77,7 +77,8 @@ def execute(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Data
     except Exception as exc:
         return Outcome("failed", info=info, error=one_line(exc), traceback=traceback.format_exc())
     return Outcome(r.status, r.history, r.diagnostics,
-                   {**info, "diverged_epoch": r.diverged_epoch, "seconds": round(r.seconds, 3), "device": r.device})
+                   {**info, "diverged_epoch": r.diverged_epoch, "seconds": round(r.seconds, 3), "device": r.device,
+                    "init_sha256": r.init_sha256, "final_sha256": r.final_sha256})
 
 
 class InProcess:
