@@ -29,7 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from . import plots
 from .analysis import DIVERGED_SCORE, CellResult, Results, analyze, run_outcomes
-from .claims import ClaimVerdict, CellVerdict, evaluate_claims, restricted_mean_epochs
+from .claims import ClaimVerdict, CellVerdict, evaluate_claims
 from .config import Study, expand
 from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
 from .errors import ReportError, StoreError
@@ -130,7 +130,7 @@ def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
     """One sentence per significant pair (up to MAX_PAIRS per endpoint, smallest p first): who is ahead, by how
     much, and how sure; then the pairs not shown to differ."""
     out = []
-    rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
+    rmst = {a.initializer: a.rmst for a in cell.arms}
     hr = {(h.initializer, h.reference): h for h in cell.ett_cox if h.hazard_ratio is not None}
     for endpoint, pairs in (("ett", cell.ett_pairwise), ("final", cell.final_primary)):
         sig = sorted((p for p in pairs if p.pvalue_holm is not None and p.pvalue_holm < alpha),
@@ -302,11 +302,6 @@ def average_ranks(outcomes: pd.DataFrame, order: list[str]) -> dict[str, float]:
     return {a: float(r) for a, r in wide.rank(axis=1, ascending=False).mean().items()}
 
 
-def min_holm_wilcoxon(n_seeds: int, n_arms: int) -> float:
-    """The smallest Holm-adjusted two-sided Wilcoxon p any pair can reach: m pairs x 2/2^n."""
-    return min(1.0, n_arms * (n_arms - 1) / 2 * 2 / 2 ** n_seeds)
-
-
 def claim_sentence(claim, v: CellVerdict) -> str:
     """The numbers behind one cell's verdict, in words."""
     p = p_clause(v.pvalue) if v.pvalue is not None else "no p-value"  # the test's name says it is Holm-adjusted
@@ -374,7 +369,9 @@ def power_rows(results: Results) -> list[dict]:
     rows = []
     for cell in results.cells:
         k, n = len(cell.arms), len(cell.seeds)
-        floor = min_holm_wilcoxon(n, k) if cell.design == "paired" else None
+        # Holm multiplies the smallest of m pairwise p-values by m: the floor any Wilcoxon pair can reach.
+        p = cell.power
+        floor = min(1.0, p.comparisons * p.min_wilcoxon_p) if p and p.min_wilcoxon_p is not None else None
         rows.append({"title": _cell_title(cell), "design": cell.design, "seeds": n, "arms": k,
                      "pairs": k * (k - 1) // 2, "floor": floor,
                      "underpowered": floor is not None and floor >= results.alpha})
@@ -425,7 +422,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
         finals.append(outcomes)
         present = [i for i in order if i in set(cell_tidy["initializer"])]
         cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
-        rmst = {a.initializer: restricted_mean_epochs(a) for a in cell.arms}
+        rmst = {a.initializer: a.rmst for a in cell.arms}
         figures = {
             "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
             "final": figure_uri(plots.final_accuracy(outcomes, present)),

@@ -557,11 +557,6 @@ def accuracy_effects(x: np.ndarray, y: np.ndarray, paired: bool, rng: np.random.
     return tuple(Effect(n, _num(v), _boot_ci(b)) for n, (v, b) in zip(names, values))
 
 
-def median_difference(x: np.ndarray, y: np.ndarray, paired: bool, rng: np.random.Generator) -> Effect:
-    """Median of a - b (paired) or difference of medians, diverged runs dropped; bootstrap CI over seeds."""
-    return accuracy_effects(x, y, paired, rng)[0]
-
-
 # ---------------------------------------------------------------- assumptions and power
 
 def shapiro(values: np.ndarray) -> tuple[float | None, float | None]:
