@@ -30,6 +30,23 @@ def test_lightning_path_equals_raw_loop(overrides):
     assert ours.final_sha256 == weights_sha256(net) != ours.init_sha256
 
 
+def test_evaluation_batch_size_changes_no_trained_weight_and_no_accuracy(monkeypatch):
+    """EVAL_BATCH was cut from 1,000 to 256 for speed: the same run trains bit for bit the same weights and
+    accuracies at both sizes; only a mean loss, summed over other batches, moves in float32's last bits."""
+    import initstudy.training as training
+
+    spec = expand(load_study("smoke", ["seeds=[1]", "initializers=[kaiming_normal]", "lr=0.05",
+                                       "accelerator=cpu"]))[0]
+    now = train_run(spec, None, "cpu")
+    monkeypatch.setattr(training, "EVAL_BATCH", 1000)  # digits: 1,437 train / 360 val images, other batches
+    before = train_run(spec, None, "cpu")
+    assert now.final_sha256 == before.final_sha256 != now.init_sha256
+    assert [r["val_acc"] for r in now.history] == [r["val_acc"] for r in before.history]
+    for a, b in zip(now.history, before.history):
+        for key in ("train_loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=0)
+
+
 def test_weights_sha256_sees_one_changed_bit():
     net = torch.nn.Linear(3, 2)
     before = weights_sha256(net)
