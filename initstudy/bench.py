@@ -255,6 +255,9 @@ def run_bench(progress=None) -> dict:
         pages = write_pdf(report.print_html, Path(tmp) / "bench.pdf", Path(tmp))
         t_pdf = time.perf_counter() - start
     t_init, t_raw = sum(ours), sum(raw)
+    # The machine's noise, as a 95% interval: the ratio over runs resampled as ABBA pairs (seeded, repeatable).
+    pick = np.random.default_rng(0).integers(0, len(specs), (2000, len(specs)))
+    ratio_ci = np.percentile(np.take(raw, pick).sum(1) / np.take(ours, pick).sum(1), [2.5, 97.5])
     flops = {m: flops_per_image(next(s for s in specs if s.model == m)) for m in study.models}
     train_flops = sum(s.epochs * flops[s.model] for s in specs) * n_train
     figures = {
@@ -262,6 +265,7 @@ def run_bench(progress=None) -> dict:
                      f"x {len(study.seeds)} seeds x {study.epochs} epochs on {study.dataset}, batch {study.batch_size}",
         "device": device, "threads": torch.get_num_threads(),
         "initstudy_img_per_s": images / t_init, "raw_img_per_s": images / t_raw, "ratio": t_raw / t_init,
+        "ratio_ci95": [float(ratio_ci[0]), float(ratio_ci[1])],
         "initstudy_s": t_init, "raw_s": t_raw,
         "reference_extra_per_run_s": (t_init - t_raw) / len(specs),  # mean; moves with the machine's noise
         "per_run_overhead_s": float(np.median(np.subtract(short_ours, short_raw))),

@@ -338,6 +338,8 @@ def _cmd_bench(args) -> int:
         print(f"reference sweep: {figures['reference']} on {figures['device']} ({figures['threads']} threads)")
         print(f"  initstudy  {figures['initstudy_img_per_s']:10.0f} img/s   ({figures['initstudy_s']:.1f} s)")
         print(f"  raw loop   {figures['raw_img_per_s']:10.0f} img/s   ({figures['raw_s']:.1f} s)")
+        lo, hi = figures["ratio_ci95"]
+        print(f"  ratio {figures['ratio']:.3f} (95% interval over the runs {lo:.3f}-{hi:.3f})")
         print(f"  extra per run: {figures['per_run_overhead_s'] * 1000:.0f} ms on short runs "
               f"({figures['short_run_s']:.2f} s each by the raw loop), "
               f"{figures['reference_extra_per_run_s'] * 1000:+.0f} ms mean on the reference runs (machine noise included)")
