@@ -30,6 +30,31 @@ def test_lightning_path_equals_raw_loop(overrides):
     assert ours.final_sha256 == weights_sha256(net) != ours.init_sha256
 
 
+def test_lightning_takes_one_step_an_epoch_and_counts_every_optimizer_step():
+    """The speed of the training path rests on Lightning's per-step loop running once an epoch: a train loader
+    Lightning read as several loaders (a plain list did) would silently step per minibatch again."""
+    import pytorch_lightning as pl
+
+    from initstudy.training import InitStudyModule, TensorDataModule, quiet_lightning
+
+    spec = expand(load_study("smoke", ["seeds=[0]", "initializers=[kaiming_normal]", "epochs=2"]))[0]
+    dataset = load_dataset(spec.dataset, None, spec.split_seed)
+    calls = []
+
+    class Counting(InitStudyModule):
+        def training_step(self, epoch, batch_idx):
+            calls.append(len(epoch))
+            return super().training_step(epoch, batch_idx)
+
+    quiet_lightning()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, barebones=True, num_sanity_val_steps=0)
+    module = Counting(build_run(spec, dataset), spec)
+    trainer.fit(module, datamodule=TensorDataModule(dataset, spec.batch_size, 1))
+    minibatches = -(-len(dataset.y_train) // spec.batch_size)
+    assert calls == [minibatches, minibatches]  # one Lightning step an epoch, holding every minibatch
+    assert trainer.global_step == 2 * minibatches and len(module.history) == 3
+
+
 def test_evaluation_batch_size_changes_no_trained_weight_and_no_accuracy(monkeypatch):
     """EVAL_BATCH was cut from 1,000 to 256 for speed: the same run trains bit for bit the same weights and
     accuracies at both sizes; only a mean loss, summed over other batches, moves in float32's last bits."""
