@@ -30,11 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     _study_args(p)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: one Ray task per run")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="local CPU runs trained at once in threads of this process (default: one per core, "
+                        "at most 4; 1 trains one run at a time with every core)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="local runs trained at once (default: one per visible GPU, else 1)")
+                   help="local runs trained at once in worker processes, one GPU each when the study may use "
+                        "GPUs (default: one per visible GPU; without GPUs, threads: see --parallel)")
     p.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
                    help="torch threads of each run, and the CPUs a Ray task reserves (default: local, the "
-                        "cores divided by --workers; ray, 1)")
+                        "cores divided by the runs at once; ray, 1)")
     p.add_argument("--gpus-per-run", type=float, default=None, metavar="X",
                    help="ray: GPUs a run reserves, a fraction packs several runs on one GPU (default: 1 when the "
                         "cluster has GPUs and the study may use them, else 0)")
@@ -166,7 +170,7 @@ def _cmd_train(args) -> int:
         return 0
     load_dataset(study.dataset, study.data_dir, study.split_seed)  # fail on missing data before any output
     executor = make_executor(study, args.executor, args.workers, args.cpus_per_run, args.gpus_per_run,
-                             args.ray_address)
+                             args.ray_address, args.parallel)
     counts = {"done": 0, "diverged": 0, "failed": 0}
     try:
         with RunStore(args.runs_dir, study.name).lock():

@@ -4,7 +4,10 @@
 to a worker (local backends only) and `("end", spec, outcome)` when it is over,
 in completion order. Backends:
 
-- `InProcess`: the driver trains the runs itself, one after another (one worker).
+- `InProcess`: the driver trains the runs itself, one after another, or `parallel`
+  at once in threads (torch releases the GIL inside its ops, so single-threaded
+  runs in threads fill the cores like worker processes, with one copy of torch,
+  Lightning and the dataset in memory instead of one per process).
 - `LocalPool`: N long-lived worker processes ("spawn": torch and fork do not
   mix), each training many runs in one interpreter, torch threads split
   between them, one GPU each (round robin) when the study may use GPUs.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import re
 import signal
 import socket
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
     from .data import Dataset
 
 WORKER_LOSS_RETRIES = 2  # fresh workers a run gets after the one training it died
+# Default cap on runs at once in threads. Each run's Python work (Lightning, the optimizer loop) holds the
+# GIL: at 2 threads on 2 cores the runs reach 95% of perfect scaling; far more threads would queue on it.
+MAX_THREAD_RUNS = 4
 EXECUTORS = ("local", "ray")
 
 
@@ -65,15 +72,19 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
-def execute(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Dataset | None = None) -> Outcome:
-    """Train one run in this process; any exception becomes a failed Outcome (one bad run must not stop a sweep)."""
+def execute(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Dataset | None = None,
+            stop: threading.Event | None = None) -> Outcome:
+    """Train one run in this process; any exception becomes a failed Outcome (one bad run must not stop a sweep).
+
+    `stop`, once set, ends the run at its next minibatch (a failed Outcome the caller discards).
+    """
     import torch
 
     from .training import train_run, versions
 
     info = {"threads": torch.get_num_threads(), "host": socket.gethostname(), "versions": versions()}
     try:
-        r = train_run(spec, data_dir, accelerator, dataset)
+        r = train_run(spec, data_dir, accelerator, dataset, stop)
     except Exception as exc:
         return Outcome("failed", info=info, error=one_line(exc), traceback=traceback.format_exc())
     return Outcome(r.status, r.history, r.diagnostics,
@@ -82,11 +93,15 @@ def execute(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Data
 
 
 class InProcess:
-    """One worker: the driver itself. Ctrl-C stops the current run (it is redone next time)."""
+    """The driver itself: one run at a time, or `parallel` runs at once in threads.
 
-    def __init__(self, data_dir: str | None, accelerator: str, threads: int | None):
-        self.data_dir, self.accelerator, self.threads = data_dir, accelerator, threads
-        self.parallel, self.where = 1, "in this process"
+    Ctrl-C stops the runs in progress within a minibatch; they are redone next time.
+    """
+
+    def __init__(self, data_dir: str | None, accelerator: str, threads: int | None, parallel: int = 1):
+        self.data_dir, self.accelerator, self.threads, self.parallel = data_dir, accelerator, threads, parallel
+        self.where = "in this process" + (f", {parallel} runs at once in threads ({threads} torch "
+                                          f"thread{'s' if threads != 1 else ''} each)" if parallel > 1 else "")
 
     def outcomes(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
         import torch
@@ -95,11 +110,51 @@ class InProcess:
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            for spec in specs:
-                yield "start", spec, None
-                yield "end", spec, execute(spec, self.data_dir, self.accelerator)
+            if self.parallel == 1:
+                for spec in specs:
+                    yield "start", spec, None
+                    yield "end", spec, execute(spec, self.data_dir, self.accelerator)
+            else:
+                yield from self._threaded(specs)
         finally:
             torch.set_num_threads(before)  # the caller (a test, a notebook) keeps its own setting
+
+    def _threaded(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
+        """Up to `parallel` runs at once, each in its own thread; events come back through a queue."""
+        from .data import load_dataset
+
+        todo, events, stop = deque(specs), queue.SimpleQueue(), threading.Event()
+        load_lock = threading.Lock()  # the dataset cache is filled once, not by each thread at the same time
+
+        def train(spec: RunSpec) -> None:
+            try:
+                with load_lock:
+                    dataset = load_dataset(spec.dataset, self.data_dir, spec.split_seed)
+            except Exception as exc:  # missing data: this run fails, as it would in one thread
+                events.put((spec, Outcome("failed", error=one_line(exc), traceback=traceback.format_exc())))
+                return
+            events.put((spec, execute(spec, self.data_dir, self.accelerator, dataset, stop)))
+
+        running: dict[str, threading.Thread] = {}
+        try:
+            while todo or running:
+                while todo and len(running) < self.parallel:
+                    spec = todo.popleft()
+                    running[spec.run_id] = threading.Thread(target=train, args=(spec,), daemon=True,
+                                                            name=f"initstudy-run-{spec.run_id}")
+                    running[spec.run_id].start()
+                    yield "start", spec, None
+                try:
+                    spec, outcome = events.get(timeout=1.0)  # wakes up for Ctrl-C at least once a second
+                except queue.Empty:
+                    continue
+                running.pop(spec.run_id).join()
+                yield "end", spec, outcome
+        finally:
+            # Ctrl-C or an error in the caller: the runs in progress stop at their next minibatch and write nothing.
+            stop.set()
+            for t in running.values():
+                t.join()
 
     def close(self) -> None:
         pass
@@ -339,11 +394,16 @@ def visible_gpus(accelerator: str) -> list[str]:
 
 def make_executor(study: Study, executor: str = "local", workers: int | None = None,
                   cpus_per_run: int | None = None, gpus_per_run: float | None = None,
-                  ray_address: str | None = None):
-    """The executor the `train` options ask for; SweepError names a bad combination and its fix."""
+                  ray_address: str | None = None, parallel: int | None = None):
+    """The executor the `train` options ask for; SweepError names a bad combination and its fix.
+
+    Locally and without GPUs, runs train `parallel` at once in threads of this process (default: one per
+    core, at most MAX_THREAD_RUNS, one torch thread each); `workers` asks for worker processes instead.
+    """
     if executor not in EXECUTORS:
         raise SweepError(f"unknown executor {executor!r}; choose one of: {', '.join(EXECUTORS)}")
-    for name, value, low in (("--workers", workers, 1), ("--cpus-per-run", cpus_per_run, 1)):
+    for name, value, low in (("--workers", workers, 1), ("--cpus-per-run", cpus_per_run, 1),
+                             ("--parallel", parallel, 1)):
         if value is not None and value < low:
             raise SweepError(f"{name} must be >= {low}, got {value}")
     if gpus_per_run is not None and not 0 <= gpus_per_run <= 1:
@@ -352,17 +412,30 @@ def make_executor(study: Study, executor: str = "local", workers: int | None = N
         if ray_address is not None or gpus_per_run is not None:
             raise SweepError("--ray-address and --gpus-per-run are for --executor ray; locally, --workers "
                              "sets how many runs train at once (one GPU per worker, round robin)")
+        if workers is not None and parallel is not None:
+            raise SweepError("--parallel (threads of this process) and --workers (worker processes) both set how "
+                             "many runs train at once; give one of them")
         import torch
 
         gpus = visible_gpus(study.accelerator)
-        workers = workers or max(1, len(gpus))
-        threads = cpus_per_run or max(1, torch.get_num_threads() // workers)
+        cores = torch.get_num_threads()
+        if workers is None and not gpus:
+            parallel = parallel or min(MAX_THREAD_RUNS, cores)
+            if parallel == 1:
+                return InProcess(study.data_dir, study.accelerator, cpus_per_run)
+            return InProcess(study.data_dir, study.accelerator, cpus_per_run or max(1, cores // parallel), parallel)
+        if parallel is not None:
+            raise SweepError(f"--parallel trains CPU runs in threads, but this study may use GPU(s) "
+                             f"{','.join(gpus)}; use --workers N (one process per GPU, round robin), or "
+                             "--set accelerator=cpu")
+        workers = workers or len(gpus)
+        threads = cpus_per_run or max(1, cores // workers)
         if workers == 1:
             return InProcess(study.data_dir, study.accelerator, cpus_per_run)
         return LocalPool(workers, threads, study.data_dir, study.accelerator, gpus)
-    if workers is not None:
-        raise SweepError("--workers is for the local executor; with --executor ray the cluster's CPUs "
-                         "divided by --cpus-per-run set how many runs train at once")
+    if workers is not None or parallel is not None:
+        raise SweepError("--workers and --parallel are for the local executor; with --executor ray the cluster's "
+                         "CPUs divided by --cpus-per-run set how many runs train at once")
     from .data import load_dataset
 
     dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)

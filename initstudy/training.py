@@ -13,6 +13,7 @@ import logging
 import math
 import platform
 import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ class RunResult:
     final_sha256: str = ""  # weights_sha256 at the end of training
 
 
+class Stopped(Exception):
+    """The sweep asked this run to stop (Ctrl-C while runs train in threads); nothing of it is kept."""
+
+
 class _Diverged(Exception):
     def __init__(self, epoch: int):
         super().__init__(f"non-finite loss in epoch {epoch}")
@@ -127,9 +132,9 @@ class TensorDataModule(pl.LightningDataModule):
 class InitStudyModule(pl.LightningModule):
     """Cross-entropy classification with per-epoch history kept on the module (no logger needed)."""
 
-    def __init__(self, net: torch.nn.Module, spec: RunSpec):
+    def __init__(self, net: torch.nn.Module, spec: RunSpec, stop: threading.Event | None = None):
         super().__init__()
-        self.net, self.spec = net, spec
+        self.net, self.spec, self.stop = net, spec, stop
         # Manual optimization runs the same zero_grad / backward / step as a hand-written loop (the same
         # numbers), minibatch by minibatch inside one Lightning step an epoch (EpochLoader).
         self.automatic_optimization = False
@@ -140,6 +145,8 @@ class InitStudyModule(pl.LightningModule):
         return self.net(x)
 
     def _common_step(self, batch, stage: str) -> torch.Tensor:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped(f"stopped during {stage}")
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
@@ -228,22 +235,26 @@ def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
 
 
 def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "auto",
-              dataset: Dataset | None = None) -> RunResult:
+              dataset: Dataset | None = None, stop: threading.Event | None = None) -> RunResult:
     """Train one run to its epoch budget, or until its loss becomes non-finite ("diverged").
 
     `dataset` is the run's dataset when the caller already has it (a Ray task gets it from the
-    driver); otherwise it is loaded from `data_dir`.
+    driver); otherwise it is loaded from `data_dir`. Once `stop` is set, the run raises `Stopped`
+    at its next minibatch. Runs may train in several threads at once: nothing here draws from
+    torch's global generator that a run's numbers depend on (initializers and the data order
+    draw from the run's own generators; tests/test_sweep.py checks threads against one by one).
     """
     quiet_lightning()
     float32_reference()
     start = time.perf_counter()
     if dataset is None:
         dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
+    # Only for code that draws from torch's global generator anyway; runs training in threads share it.
     torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
     init_sha = weights_sha256(net)
     diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)
-    module = InitStudyModule(net, spec)
+    module = InitStudyModule(net, spec, stop)
     dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
     # barebones: none of Lightning's logging, progress, checkpoint or summary machinery runs per step;
     # the module keeps its own per-epoch history instead.

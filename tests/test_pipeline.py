@@ -187,7 +187,8 @@ def test_bad_yaml_file_exit_2(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_keeps_finished_runs_and_marks_none_finished(tmp_path):
+@pytest.mark.parametrize("at_once", [["--parallel", "1"], ["--parallel", "2"]], ids=["one-by-one", "threads"])
+def test_ctrl_c_keeps_finished_runs_and_marks_none_finished(tmp_path, at_once):
     study_file = write_study(tmp_path / "long.yaml", name="long", epochs=12, seeds=2)
     runs = tmp_path / "runs"
     study = load_study(str(study_file))
@@ -195,8 +196,8 @@ def test_ctrl_c_keeps_finished_runs_and_marks_none_finished(tmp_path):
     # A shell running the suite in the background hands its children SIGINT ignored; give this one the default
     # disposition so Python turns Ctrl-C into KeyboardInterrupt, as it does in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "initstudy.cli", "train", "--study", str(study_file),
-                             "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                             "--runs-dir", str(runs), *at_once], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and sum(store.is_finished(s.run_id) for s in expand(study)) < 2:
         time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Sweeps that scale and survive: worker processes, Ray, SIGKILL and resume, failed runs, status.
+"""Sweeps that scale and survive: threads, worker processes, Ray, SIGKILL and resume, failed runs, status.
 
 Every sweep here trains with one torch thread per run (--cpus-per-run 1): the
 thread count changes the last bits of CPU float sums, so only sweeps with the
@@ -48,11 +48,12 @@ def _status(runs: Path, study_file: Path, capsys) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """(study file, runs dir): the tiny study trained in this process, uninterrupted, one thread per run."""
+    """(study file, runs dir): the tiny study trained in this process, one run after another, uninterrupted,
+    one thread per run."""
     root = tmp_path_factory.mktemp("reference")
     study_file = write_study(root / "tiny.yaml")
     runs = root / "runs"
-    assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), *ONE_THREAD]) == 0
+    assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), "--parallel", "1", *ONE_THREAD]) == 0
     return study_file, runs
 
 
@@ -88,6 +89,83 @@ def _wait_until(condition, what: str, limit: float = 240, proc: subprocess.Popen
         assert time.time() < deadline, f"gave up waiting until {what}"
         assert proc is None or proc.poll() is None, f"train exited ({proc.returncode}) before {what}"
         time.sleep(0.02)
+
+
+def test_runs_in_threads_give_the_one_by_one_numbers(reference, tmp_path, capsys):
+    """Two runs at once in threads of one process train exactly what one run after another trains: no run
+    draws from torch's global generator, which the threads share."""
+    ref_file, ref_runs = reference
+    study_file = write_study(tmp_path / "tiny.yaml")
+    runs = tmp_path / "runs"
+    assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), "--parallel", "2", *ONE_THREAD]) == 0
+    assert "in this process, 2 runs at once in threads (1 torch thread each)" in capsys.readouterr().out
+    study = load_study(str(study_file))
+    assert _histories(runs, study) == _histories(ref_runs, load_study(str(ref_file)))
+    store, ref_store = RunStore(runs, study.name), RunStore(ref_runs, study.name)
+    for spec in expand(study):
+        info, ref_info = store.info(spec.run_id), ref_store.info(spec.run_id)
+        assert info["threads"] == 1 and info["parallel"] == 2 and ref_info["parallel"] == 1
+        assert (info["init_sha256"], info["final_sha256"]) == (ref_info["init_sha256"], ref_info["final_sha256"])
+    assert len({store.info(s.run_id)["final_sha256"] for s in expand(study)}) == len(expand(study))
+
+
+def test_a_run_ignores_torch_global_generator():
+    """What lets runs share a process's global generator: every initializer draws from the run's own generator
+    (same weights whatever the global seed), and so does training (same trained weights when it is moved)."""
+    from dataclasses import replace
+
+    import torch
+
+    from initstudy.data import load_dataset
+    from initstudy.initializers import INITIALIZERS, check_applicable, make_spec
+    from initstudy.models import build_model
+    from initstudy.training import build_run, train_run, weights_sha256
+
+    spec = expand(load_study("smoke", ["seeds=1", "epochs=1", "dataset=digits", "accelerator=cpu"]))[2]
+    dataset = load_dataset(spec.dataset, None, spec.split_seed)
+    checked = 0
+    for model in ("simple", "plain", "resnet"):
+        for name in INITIALIZERS:
+            run = replace(spec, model=model, init=make_spec(name))
+            if check_applicable(run.init, build_model(model, 1, 8, 10, "relu"), model):
+                continue  # e.g. fixup needs residual blocks
+            hashes = set()
+            for global_seed in (1, 2):
+                torch.manual_seed(global_seed)
+                hashes.add(weights_sha256(build_run(run, dataset)))
+            assert len(hashes) == 1, (model, name)
+            checked += 1
+    assert checked >= 2 * len(INITIALIZERS)
+    a = train_run(spec, dataset=dataset)
+    original = torch.manual_seed
+    try:
+        torch.manual_seed = lambda seed: original(seed + 1)  # train_run's own seeding of it, moved
+        b = train_run(spec, dataset=dataset)
+    finally:
+        torch.manual_seed = original
+    assert a.init_sha256 == b.init_sha256 and a.final_sha256 == b.final_sha256 and a.history == b.history
+
+
+def test_closing_a_threaded_sweep_stops_its_runs_within_a_minibatch(tmp_path):
+    """Ctrl-C in the driver closes the executor's generator: runs in progress end at their next minibatch,
+    their threads are joined, nothing more is yielded, and the caller's torch thread count comes back."""
+    import threading
+
+    import torch
+
+    from initstudy.executors import InProcess
+
+    study = load_study(str(write_study(tmp_path / "long.yaml", name="long", epochs=1000, seeds=2)))
+    threads_before, alive_before = torch.get_num_threads(), threading.active_count()
+    events = InProcess(None, "cpu", 1, parallel=2).outcomes(expand(study))
+    assert [next(events)[0], next(events)[0]] == ["start", "start"]
+    assert threading.active_count() == alive_before + 2
+    time.sleep(1.0)  # both are training: 1,000 epochs of digits take minutes
+    began = time.perf_counter()
+    events.close()
+    assert time.perf_counter() - began < 30
+    assert threading.active_count() == alive_before
+    assert torch.get_num_threads() == threads_before
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds worker processes through Linux /proc")
@@ -212,7 +290,10 @@ def test_status_before_any_run_has_no_estimate(tmp_path, capsys):
     (["--workers", "0"], "--workers must be >= 1"),
     (["--cpus-per-run", "0"], "--cpus-per-run must be >= 1"),
     (["--ray-address", "10.0.0.1:6379"], "--ray-address and --gpus-per-run are for --executor ray"),
-    (["--executor", "ray", "--workers", "2"], "--workers is for the local executor"),
+    (["--executor", "ray", "--workers", "2"], "--workers and --parallel are for the local executor"),
+    (["--executor", "ray", "--parallel", "2"], "--workers and --parallel are for the local executor"),
+    (["--parallel", "0"], "--parallel must be >= 1"),
+    (["--parallel", "2", "--workers", "2"], "both set how many runs train at once; give one of them"),
     (["--executor", "ray", "--gpus-per-run", "2"], "--gpus-per-run must be in [0, 1]"),
 ])
 def test_bad_executor_options_exit_2_nothing_written(tmp_path, capsys, options, message):
