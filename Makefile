@@ -1,5 +1,5 @@
 # initstudy: `make train report` runs the default study and writes its report; `make test` runs the tests.
-# `make train WORKERS=2` trains with two worker processes.
+# `make train` trains one run per core (at most 4) in threads; `make train WORKERS=2` uses two worker processes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
