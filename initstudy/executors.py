@@ -420,7 +420,9 @@ def make_executor(study: Study, executor: str = "local", workers: int | None = N
         gpus = visible_gpus(study.accelerator)
         cores = torch.get_num_threads()
         if workers is None and not gpus:
-            parallel = parallel or min(MAX_THREAD_RUNS, cores)
+            # Threads by default only where runs train on the CPU: runs sharing an Apple GPU are untested.
+            mps = study.accelerator == "mps" or (study.accelerator == "auto" and torch.backends.mps.is_available())
+            parallel = parallel or (1 if mps else min(MAX_THREAD_RUNS, cores))
             if parallel == 1:
                 return InProcess(study.data_dir, study.accelerator, cpus_per_run)
             return InProcess(study.data_dir, study.accelerator, cpus_per_run or max(1, cores // parallel), parallel)

@@ -313,3 +313,22 @@ def test_a_second_train_of_the_same_store_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "being written by another `initstudy train` (pid" in err
     assert [p.name for p in (runs / "tiny").iterdir()] == [".lock"]
+
+
+def test_local_default_is_one_thread_run_per_core_on_a_cpu(tmp_path, monkeypatch):
+    import torch
+
+    from initstudy.executors import MAX_THREAD_RUNS, InProcess, LocalPool, make_executor
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    study = load_study(str(write_study(tmp_path / "tiny.yaml", accelerator="auto")))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    ex = make_executor(study)
+    assert isinstance(ex, InProcess) and (ex.parallel, ex.threads) == (min(MAX_THREAD_RUNS, 6), 1)
+    assert (make_executor(study, parallel=3).parallel, make_executor(study, parallel=3).threads) == (3, 2)
+    one = make_executor(study, parallel=1)
+    assert (one.parallel, one.threads) == (1, None)  # one run at a time with torch's own thread count
+    assert isinstance(make_executor(study, workers=2), LocalPool)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert make_executor(study).parallel == 1  # runs sharing an Apple GPU: not by default
