@@ -100,8 +100,8 @@ class InProcess:
 
     def __init__(self, data_dir: str | None, accelerator: str, threads: int | None, parallel: int = 1):
         self.data_dir, self.accelerator, self.threads, self.parallel = data_dir, accelerator, threads, parallel
-        self.where = "in this process" + (f", {parallel} runs at once in threads ({threads} torch "
-                                          f"thread{'s' if threads != 1 else ''} each)" if parallel > 1 else "")
+        each = f" ({threads} torch thread{'s' if threads != 1 else ''} each)" if threads else ""
+        self.where = "in this process" + (f", {parallel} runs at once in threads{each}" if parallel > 1 else "")
 
     def outcomes(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
         import torch

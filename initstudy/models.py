@@ -83,9 +83,9 @@ class MaxPool2x2(nn.MaxPool2d):
     four strided views is 8x faster; a backward finds the indices from the saved input and output
     and hands them to torch's own backward kernel. Same numbers (tests/test_models.py): equal
     outputs, gradients and trained weights bit for bit. Two edge cases differ: a zero maximum may
-    come out as -0.0 where torch gives 0.0 or back (equal values; the next layer's bias add
-    makes both +0.0), and a NaN input may send its NaN gradient to another position of its window
-    (the run diverges either way).
+    come out as -0.0 where torch gives 0.0 or back (equal values, and the tests train equal weights
+    from all-zero ones and with BatchNorm), and a NaN input may send its NaN gradient to another
+    position of its window (the run diverges either way).
     """
 
     def __init__(self):
