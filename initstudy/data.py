@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -164,9 +165,17 @@ DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
 }
 
 
-@functools.lru_cache(maxsize=4)
+_LOADING = threading.Lock()  # runs training in threads start together: one of them fills the cache
+
+
 def load_dataset(name: str, data_dir: str | None = None, split_seed: int = 0) -> Dataset:
-    """The named dataset, cached per process so a sweep loads it once."""
+    """The named dataset, cached per process so a sweep loads it once (runs in threads included)."""
+    with _LOADING:
+        return _load_cached(name, data_dir, split_seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, data_dir: str | None, split_seed: int) -> Dataset:
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     return DATASETS[name](data_dir, split_seed)

@@ -121,19 +121,10 @@ class InProcess:
 
     def _threaded(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
         """Up to `parallel` runs at once, each in its own thread; events come back through a queue."""
-        from .data import load_dataset
-
         todo, events, stop = deque(specs), queue.SimpleQueue(), threading.Event()
-        load_lock = threading.Lock()  # the dataset cache is filled once, not by each thread at the same time
 
         def train(spec: RunSpec) -> None:
-            try:
-                with load_lock:
-                    dataset = load_dataset(spec.dataset, self.data_dir, spec.split_seed)
-            except Exception as exc:  # missing data: this run fails, as it would in one thread
-                events.put((spec, Outcome("failed", error=one_line(exc), traceback=traceback.format_exc())))
-                return
-            events.put((spec, execute(spec, self.data_dir, self.accelerator, dataset, stop)))
+            events.put((spec, execute(spec, self.data_dir, self.accelerator, stop=stop)))
 
         running: dict[str, threading.Thread] = {}
         try:
