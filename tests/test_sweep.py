@@ -17,6 +17,7 @@ import pytest
 
 from initstudy.cli import main
 from initstudy.config import expand, load_study
+from initstudy.data import load_dataset
 from initstudy.store import RunStore
 
 from .conftest import write_study
@@ -97,6 +98,7 @@ def test_runs_in_threads_give_the_one_by_one_numbers(reference, tmp_path, capsys
     ref_file, ref_runs = reference
     study_file = write_study(tmp_path / "tiny.yaml")
     runs = tmp_path / "runs"
+    load_dataset("digits").evaluations.clear()  # the threads evaluate epoch 0 themselves, not reuse the reference's
     assert main(["train", "--study", str(study_file), "--runs-dir", str(runs), "--parallel", "2", *ONE_THREAD]) == 0
     assert "in this process, 2 runs at once in threads (1 torch thread each)" in capsys.readouterr().out
     study = load_study(str(study_file))
@@ -144,6 +146,37 @@ def test_a_run_ignores_torch_global_generator():
     finally:
         torch.manual_seed = original
     assert a.init_sha256 == b.init_sha256 and a.final_sha256 == b.final_sha256 and a.history == b.history
+
+
+def test_equal_initial_weights_share_one_epoch_0_evaluation(monkeypatch):
+    """Zero init gives every seed the same weights, so the second seed reuses the first seed's epoch-0 row and
+    still trains what it trains evaluating epoch 0 itself. Its twin: kaiming seeds differ, and each evaluates."""
+    from initstudy.training import InitStudyModule, train_run
+
+    specs = expand(load_study("smoke", ["models=[simple]", "activations=[relu]", "initializers=[zeros, kaiming_normal]",
+                                        "seeds=2", "epochs=1", "dataset=digits", "accelerator=cpu"]))
+    dataset = load_dataset("digits", None, specs[0].split_seed)
+    dataset.evaluations.clear()
+    passes = []  # the epoch-0 pass over the training images, by (init, seed)
+    evaluate = InitStudyModule._evaluate
+
+    def counted(self, batches, stage):
+        if stage == "train":
+            passes.append((self.spec.init.name, self.spec.seed))
+        return evaluate(self, batches, stage)
+
+    monkeypatch.setattr(InitStudyModule, "_evaluate", counted)
+    results = {(s.init.name, s.seed): train_run(s, dataset=dataset) for s in specs}
+    (z0, z1), (k0, k1) = [[r for (name, _), r in results.items() if name == init] for init in ("zeros", "kaiming_normal")]
+    seeds = sorted({s.seed for s in specs})
+    assert sorted(passes) == [("kaiming_normal", seeds[0]), ("kaiming_normal", seeds[1]), ("zeros", seeds[0])]
+    assert z0.init_sha256 == z1.init_sha256 and z0.history[0] == z1.history[0]
+    assert k0.init_sha256 != k1.init_sha256 and k0.history[0] != k1.history[0]
+    assert z0.final_sha256 != z1.final_sha256  # the seeds' data orders differ after epoch 0
+    dataset.evaluations.clear()
+    alone = train_run(next(s for s in specs if s.init.name == "zeros" and s.seed == seeds[1]), dataset=dataset)
+    assert passes[-1] == ("zeros", seeds[1])
+    assert alone.history == z1.history and alone.final_sha256 == z1.final_sha256
 
 
 def test_closing_a_threaded_sweep_stops_its_runs_within_a_minibatch(tmp_path):
