@@ -26,6 +26,7 @@ CUDA_VISIBLE_DEVICES before torch can look at the GPUs.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -92,6 +93,28 @@ def execute(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Data
                     "init_sha256": r.init_sha256, "final_sha256": r.final_sha256})
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def one_heap() -> bool:
+    """Make threads started from now on allocate from glibc's main heap, which keeps what is freed.
+
+    By default each new thread gets an arena that grows and shrinks in 64 MiB heaps, and a default-study
+    training step allocates and frees tens of MB. In 3 of 7 tries of a threaded sweep (24 one-epoch default
+    runs, 2 threads) the process then took 2.9-5.7 million page faults and 9-19 s of system time instead of
+    0.15-0.22 million and 2-3 s; with one heap, in none of 7. Threads that allocated before keep their arenas.
+    False where the C library has no mallopt (not glibc).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    # Up to 512 MiB freed at the heap's top stays mapped; tensors up to 32 MiB come from the heap, not mmap.
+    return all(mallopt(param, value) == 1 for param, value in
+               ((_M_ARENA_MAX, 1), (_M_TRIM_THRESHOLD, 512 << 20), (_M_MMAP_THRESHOLD, 32 << 20)))
+
+
 class InProcess:
     """The driver itself: one run at a time, or `parallel` runs at once in threads.
 
@@ -122,6 +145,7 @@ class InProcess:
     def _threaded(self, specs: list[RunSpec]) -> Iterator[tuple[str, RunSpec, Outcome | None]]:
         """Up to `parallel` runs at once, each in its own thread; events come back through a queue."""
         todo, events, stop = deque(specs), queue.SimpleQueue(), threading.Event()
+        one_heap()
 
         def train(spec: RunSpec) -> None:
             events.put((spec, execute(spec, self.data_dir, self.accelerator, stop=stop)))

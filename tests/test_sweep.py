@@ -7,6 +7,7 @@ same threads per run can be compared number for number.
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -177,6 +178,38 @@ def test_equal_initial_weights_share_one_epoch_0_evaluation(monkeypatch):
     alone = train_run(next(s for s in specs if s.init.name == "zeros" and s.seed == seeds[1]), dataset=dataset)
     assert passes[-1] == ("zeros", seeds[1])
     assert alone.history == z1.history and alone.final_sha256 == z1.final_sha256
+
+
+_ARENAS = """
+import ctypes, os, re, sys, tempfile
+import initstudy.executors as ex
+from initstudy.config import expand, load_study
+if sys.argv[1] == "off":
+    ex.one_heap = lambda: False
+specs = expand(load_study("smoke", ["models=[simple]", "seeds=2", "epochs=1", "dataset=digits", "accelerator=cpu"]))
+outcomes = [o for kind, _, o in ex.InProcess(None, "cpu", 1, parallel=2).outcomes(specs) if kind == "end"]
+assert len(outcomes) == len(specs) >= 4 and all(o.error is None for o in outcomes), outcomes
+libc = ctypes.CDLL(None)
+libc.fdopen.restype = ctypes.c_void_p
+with tempfile.TemporaryFile() as f:
+    out = ctypes.c_void_p(libc.fdopen(os.dup(f.fileno()), b"w"))
+    libc.malloc_info(0, out)
+    libc.fclose(out)
+    f.seek(0)
+    print(len(re.findall(rb"<heap nr=", f.read())))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc arenas")
+def test_runs_in_threads_allocate_from_one_heap():
+    """The runs' threads share glibc's main heap (`one_heap`); without it each thread gets an arena of its own."""
+    def arenas(mode):
+        done = subprocess.run([sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.split()[-1])
+
+    assert arenas("on") == 1
+    assert arenas("off") >= 2
 
 
 def test_closing_a_threaded_sweep_stops_its_runs_within_a_minibatch(tmp_path):
