@@ -103,7 +103,7 @@ def one_heap() -> bool:
     By default each new thread gets an arena that grows and shrinks in 64 MiB heaps, and a default-study
     training step allocates and frees tens of MB. In 3 of 7 tries of a threaded sweep (24 one-epoch default
     runs, 2 threads) the process then took 2.9-5.7 million page faults and 9-19 s of system time instead of
-    0.15-0.22 million and 2-3 s; with one heap, in none of 7. Threads that allocated before keep their arenas.
+    0.18-0.22 million and 1.6-3.8 s; with one heap, in none of 7. Threads that allocated before keep their arenas.
     False where the C library has no mallopt (not glibc).
     """
     try:
