@@ -6,11 +6,17 @@ combination of the factors other than initializer and seed; each test family in
 a cell is one family for Holm's correction.
 
 Epochs-to-threshold is a right-censored time: the first epoch whose validation
-accuracy reaches the threshold is an event; a run that never reaches it is
-censored at the epoch budget (a diverged run too: it did not reach the
-threshold within the budget). Censored runs are never imputed.
+accuracy reaches the threshold is an event, observed at that epoch, even when the
+run diverges later (reaching is what the endpoint records; divergence is its own
+endpoint). A run that never reaches it is censored at the epoch budget when it
+diverged (it cannot reach it any more) or used the whole budget, else where its
+log ends. Censored runs are never imputed.
 
-The primary tests are fixed in advance by the design, never chosen by the
+Design: a cell with two or more initializers is paired on the seeds that every
+initializer has (at least 2), whatever else is missing; runs of other seeds, and
+seeds with duplicate runs, are left out with a note naming them. With fewer than
+2 shared seeds it is unpaired; with one initializer it is a single arm (no
+tests). The primary tests are fixed in advance by the design, never chosen by the
 assumption checks, which are reported beside them.
 """
 
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .errors import StudyError
 from .stats import (N_BOOT, POWER, Comparison, CoxResult, Effect, TestResult, _num, accuracy_effects, anova,
                     cochran_q, cox, cox_interaction, friedman, games_howell, holm, iman_davenport, kaplan_meier,
                     kruskal, levene, logrank, mannwhitney, mde_hazard_ratio, mde_t, paired_t, proportions_test,
@@ -34,7 +41,10 @@ DIVERGED_SCORE = -1.0  # rank tests score a diverged run below any accuracy in [
 BOOT_SEED = 20240917  # fixed so the same runs give byte-identical results
 TARGET_EFFECT = 0.8  # default standardized effect the power section asks about (Cohen's "large")
 
+DESIGNS = ("auto", "paired", "unpaired")  # `design` argument: auto pairs on the shared seeds when >= 2
+
 PRIMARY = {
+    "single arm": {},
     "paired": {"epochs_to_threshold": "log-rank stratified by seed; pairwise log-rank, Holm",
                "final_accuracy": "Friedman; pairwise Wilcoxon signed-rank (zeros split), Holm"},
     "unpaired": {"epochs_to_threshold": "log-rank; pairwise log-rank, Holm",
@@ -148,7 +158,7 @@ class ArmSummary:
 @dataclass(frozen=True)
 class CellResult:
     factors: dict
-    design: str  # "paired" (same seeds in every arm, tests block on seed) or "unpaired"
+    design: str  # "paired" (tests block on the seeds every arm has), "unpaired" or "single arm" (no tests)
     seeds: tuple[int, ...]
     threshold: float
     budget_epochs: int
@@ -249,25 +259,39 @@ class Results:
 # ---------------------------------------------------------------- per-run outcomes
 
 def run_outcomes(tidy: pd.DataFrame, threshold: float, budget: int) -> pd.DataFrame:
-    """One row per run: initializer, seed, diverged, final_acc, best_acc, time (epochs), event (1 = reached).
+    """One row per run: run, initializer, seed, diverged, final_acc, best_acc, time (epochs), event
+    (1 = reached the threshold; the first epoch it did, even if the run diverged afterwards).
 
     `tidy` has one row per run and epoch; epoch 0 is before training. Accuracies are NaN for diverged runs.
+    A run that did not diverge but has no trained epoch (only epoch 0) has no outcome and no row, like a
+    missing run (`untrained_runs` lists them).
     """
     rows = []
     for run, g in tidy.sort_values("epoch").groupby("run", sort=False):
         diverged = bool(g["diverged"].iloc[0])
+        trained = g.loc[g["epoch"] >= 1, "val_acc"]
+        if not diverged and not len(trained):
+            continue  # pre-training accuracy is not an outcome
         reached = g.loc[g["val_acc"] >= threshold, "epoch"]
         if len(reached):
             time, event = float(reached.iloc[0]), 1
         else:
             # Not reached: censored at the budget if the run used it (or diverged), else where its log ends.
             time, event = float(budget if diverged else g["epoch"].max()), 0
-        trained = g.loc[g["epoch"] >= 1, "val_acc"]
         rows.append({"run": run, "initializer": g["initializer"].iloc[0], "seed": int(g["seed"].iloc[0]),
-                     "diverged": diverged, "final_acc": np.nan if diverged else float(g["val_acc"].iloc[-1]),
-                     "best_acc": np.nan if diverged else float((trained if len(trained) else g["val_acc"]).max()),
-                     "time": time, "event": event})
-    return pd.DataFrame(rows)
+                     "diverged": diverged, "final_acc": np.nan if diverged else float(trained.iloc[-1]),
+                     "best_acc": np.nan if diverged else float(trained.max()), "time": time, "event": event})
+    return pd.DataFrame(rows, columns=["run", "initializer", "seed", "diverged", "final_acc", "best_acc", "time",
+                                       "event"])
+
+
+def untrained_runs(tidy: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(run, initializer, seed) of runs that did not diverge and logged no epoch after epoch 0."""
+    trained = tidy.groupby("run")["epoch"].max() >= 1
+    diverged = tidy.groupby("run")["diverged"].first().astype(bool)
+    firsts = tidy.groupby("run")[["initializer", "seed"]].first()
+    return [(str(r), str(firsts.at[r, "initializer"]), int(firsts.at[r, "seed"]))
+            for r in trained.index if not trained[r] and not diverged[r]]
 
 
 # ---------------------------------------------------------------- one endpoint's tests
@@ -400,21 +424,86 @@ def power(o: pd.DataFrame, inits: list[str], paired: bool, alpha: float, target_
 
 # ---------------------------------------------------------------- one cell
 
+def _seed_text(seeds) -> str:
+    seeds = sorted(seeds)
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+def choose_design(o: pd.DataFrame, inits: list[str], design: str = "auto"
+                  ) -> tuple[str, tuple[int, ...], list[str]]:
+    """(design, seeds analysed, notes) for a cell's run outcomes `o`, fixed before any test is run.
+
+    Paired on the seeds that every initializer has, each with one run per initializer: seeds missing in
+    some arm or duplicated in one are left out, and the notes say which, per arm, and why. `design` "auto"
+    pairs when at least 2 seeds are shared (else unpaired, every run used); "paired" or "unpaired" forces
+    it (a study trained as paired stays paired however many runs are missing)."""
+    if design not in DESIGNS:
+        raise StudyError(f"design {design!r} is unknown; use one of {', '.join(DESIGNS)}")
+    notes = []
+    counts = o.groupby(["initializer", "seed"]).size()
+    dups = [f"{arm} seed {seed} ({', '.join(map(str, o.loc[(o['initializer'] == arm) & (o['seed'] == seed), 'run']))})"
+            for (arm, seed), c in counts[counts > 1].items()]
+    if dups:
+        notes.append("Duplicate runs of one initializer and seed, never treated as a pairing: " + "; ".join(dups)
+                     + ". Paired tests leave such seeds out; unpaired tests count every run.")
+    if len(inits) < 2:
+        seeds = tuple(sorted(set(o["seed"])))
+        return "single arm", seeds, notes + ["Only one initializer in this cell: summaries only, nothing to compare."]
+    seed_sets = {i: set(o.loc[o["initializer"] == i, "seed"]) for i in inits}
+    duplicated = {int(s) for (_, s), c in counts.items() if c > 1}
+    shared = set.intersection(*seed_sets.values()) - duplicated
+    paired = len(shared) >= 2 if design == "auto" else design == "paired"
+    if not paired:
+        why = ("unpaired design requested" if design == "unpaired" else
+               f"fewer than 2 seeds are shared by every initializer with one run each "
+               f"({_seed_text(shared) if shared else 'none'})")
+        notes.append(f"Tests are unpaired: {why}; every run is used.")
+        return "unpaired", tuple(sorted(set().union(*seed_sets.values()))), notes
+    dropped = []
+    for i in inits:
+        for s in sorted(seed_sets[i] - shared):
+            if s in duplicated:
+                reason = "duplicated in " + ", ".join(a for a in inits if counts.get((a, s), 0) > 1)
+            else:
+                reason = "missing in " + ", ".join(a for a in inits if s not in seed_sets[a])
+            dropped.append(f"seed {s} of {i} ({reason})")
+    shared_text = _seed_text(shared) if shared else "no seeds"
+    if dropped:
+        notes.append(f"Paired on the {len(shared)} seeds every initializer has ({shared_text}); runs of other "
+                     f"seeds are left out of this cell's analysis: {'; '.join(dropped)}.")
+    if len(shared) < 2:
+        notes.append(f"Paired design with {shared_text} shared by every initializer: paired tests need at least "
+                     "2, so they are not computed.")
+    return "paired", tuple(sorted(int(s) for s in shared)), notes
+
+
+def _untestable_pairs(inits: list[str], test: str) -> tuple[PairwiseResult, ...]:
+    """One row per pair with nothing computed, so every pair is still listed (and found by claims)."""
+    return tuple(PairwiseResult(a, b, test, None, None, None) for a, b in _pairs(inits))
+
+
 def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: int,
                  order: list[str] | None = None, reference: str | None = None, alpha: float = 0.05,
-                 target_effect: float = TARGET_EFFECT) -> CellResult:
+                 target_effect: float = TARGET_EFFECT, design: str = "auto") -> CellResult:
     """All tests for one cell. `tidy`: the cell's rows (TIDY_COLUMNS); `order`: initializer order;
-    `reference`: the arm hazard ratios compare against (default: the first arm that reached the threshold)."""
-    o = run_outcomes(tidy, threshold, budget)
-    inits = [i for i in (order or sorted(o["initializer"].unique())) if i in set(o["initializer"])]
-    seed_sets = {i: frozenset(o.loc[o["initializer"] == i, "seed"]) for i in inits}
-    counts_ok = all(o.loc[o["initializer"] == i, "seed"].is_unique for i in inits)
-    paired = counts_ok and len(set(seed_sets.values())) == 1 and len(seed_sets[inits[0]]) >= 2
-    seeds = tuple(sorted(set().union(*seed_sets.values())))
-    notes = ["Diverged runs rank below every finished run in the rank tests; they are left out of means, "
-             "parametric tests and effect sizes."] if o["diverged"].any() else []
-    if not paired:
-        notes.append("Initializers do not share one set of seeds, so tests are unpaired.")
+    `reference`: the arm hazard ratios compare against (default: the first arm that reached the threshold);
+    `design`: "auto" (paired on the seeds every arm has when there are >= 2), "paired" or "unpaired".
+    Tests that cannot run (too few runs or seeds) are reported with None values, never raised."""
+    everything = run_outcomes(tidy, threshold, budget)
+    notes = []
+    untrained = untrained_runs(tidy)
+    if untrained:
+        notes.append("Left out like missing runs, having no trained epoch (only epoch 0, whose accuracy is not an "
+                     "outcome): " + "; ".join(f"{r} ({i}, seed {s})" for r, i, s in untrained) + ".")
+    inits = [i for i in (order or sorted(everything["initializer"].unique())) if i in set(everything["initializer"])]
+    everything = everything[everything["initializer"].isin(inits)]
+    design, seeds, design_notes = choose_design(everything, inits, design)
+    paired = design == "paired"
+    o = (everything[everything["seed"].isin(seeds)] if paired else everything).reset_index(drop=True)
+    if o["diverged"].any():
+        notes.append("Diverged runs rank below every finished run in the rank tests; they are left out of means, "
+                     "parametric tests and effect sizes.")
+    notes += design_notes
     rng = np.random.default_rng(BOOT_SEED)
 
     arms = []
@@ -431,13 +520,21 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
                                _num(oi["best_acc"].mean()) if oi["best_acc"].notna().any() else None,
                                r, (max(0.0, r - 1.959964 * se), min(float(budget), r + 1.959964 * se))))
 
+    if len(inits) < 2 or (paired and len(seeds) < 2):
+        primary = "wilcoxon" if paired else "mannwhitney"
+        none = AccuracyTests((), _untestable_pairs(inits, primary), ())
+        ett = (TestResult("logrank", None, len(inits) - 1, None, "too few seeds shared by every initializer"),
+               ) if len(inits) >= 2 else ()
+        return CellResult(factors, design, seeds, threshold, budget, tuple(arms), (), none.pairwise, ett,
+                          _untestable_pairs(inits, "logrank"), (), tuple(notes), (), none, None, None)
+
     final = accuracy_tests(o, "final_acc", inits, paired, rng)
     best = accuracy_tests(o, "best_acc", inits, paired, rng)
 
     # Epochs-to-threshold.
     time, event, group = o["time"].to_numpy(float), o["event"].to_numpy(int), o["initializer"].to_numpy()
     strata = o["seed"].to_numpy() if paired else None
-    ett_omnibus = [logrank(time, event, group, strata)] if len(inits) >= 2 else []
+    ett_omnibus = [logrank(time, event, group, strata)]
     lr_rows = []
     for a, b in _pairs(inits):
         m = np.isin(group, [a, b])
@@ -450,13 +547,12 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
     if reference not in inits:
         reached = [a.initializer for a in arms if a.n_reached]
         reference = reached[0] if reached else inits[0]
-    ett_cox = sorted(cox(time, event, group, reference, strata) if len(inits) >= 2 else [],
-                     key=lambda c: inits.index(c.initializer))
+    ett_cox = sorted(cox(time, event, group, reference, strata), key=lambda c: inits.index(c.initializer))
 
-    return CellResult(factors, "paired" if paired else "unpaired", seeds, threshold, budget, tuple(arms),
+    return CellResult(factors, design, seeds, threshold, budget, tuple(arms),
                       final.omnibus, final.pairwise, tuple(ett_omnibus), tuple(ett_pairwise),
                       tuple(ett_cox), tuple(notes), final.checks, best, divergence(o, inits, paired),
-                      power(o, inits, paired, alpha, target_effect) if len(inits) >= 2 else None)
+                      power(o, inits, paired, alpha, target_effect))
 
 
 # ---------------------------------------------------------------- factorial: initializer x another factor
@@ -493,15 +589,17 @@ def factorial(tidy: pd.DataFrame, factor: str, others: list[str], threshold: flo
 
 def analyze(tidy: pd.DataFrame, factor_columns: list[str], threshold: float, budget: int, alpha: float,
             study: str, order: list[str] | None = None, reference: str | None = None,
-            target_effect: float = TARGET_EFFECT) -> Results:
-    """Split `tidy` into cells by `factor_columns` and analyse each; cells keep first-seen order. Every factor
-    with two or more levels also gets a factorial model of its interaction with the initializer."""
+            target_effect: float = TARGET_EFFECT, design: str = "auto") -> Results:
+    """Split `tidy` into cells by `factor_columns` and analyse each (`design` as in `analyze_cell`); cells keep
+    first-seen order. Every factor with two or more levels also gets a factorial model of its interaction
+    with the initializer."""
     cells = []
     grouped = tidy.groupby(factor_columns, sort=False, dropna=False) if factor_columns else [((), tidy)]
     for key, g in grouped:
         key = key if isinstance(key, tuple) else (key,)
         factors = {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(factor_columns, key)}
-        cells.append(analyze_cell(g, factors, threshold, budget, order, reference, alpha, target_effect))
+        cells.append(analyze_cell(g, factors, threshold, budget, order, reference, alpha, target_effect,
+                                  design))
     fact = []
     for f in factor_columns:
         if tidy[f].nunique(dropna=False) >= 2:

@@ -39,10 +39,14 @@ def raw_run(spec: RunSpec, data_dir: str | None = None,
     """What a user would write by hand: the same run as `train_run`, as a plain loop. Returns (history, model).
 
     Sums stay on the device, as in initstudy's module, so neither side waits for the device every step.
+    TF32 is off while it runs, as in `train_run`.
     """
-    float32_reference()
+    with float32_reference():
+        return _raw_loop(spec, data_dir, device)
+
+
+def _raw_loop(spec: RunSpec, data_dir: str | None, device: str) -> tuple[list[dict], torch.nn.Module]:
     dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
-    torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset).to(device)
     opt = make_optimizer(spec, net.parameters())
     order = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))

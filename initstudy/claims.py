@@ -1,15 +1,29 @@
 """Verdicts on a study's claims, read off the tests the analysis already ran; frozen result objects.
 
-A comparison claim (a vs b) is decided per cell by the cell's own Holm-adjusted
-pairwise test: log-rank for epochs-to-threshold (direction from the restricted
-mean epochs to threshold under the Kaplan-Meier curves), Wilcoxon signed-rank or
-Mann-Whitney U for final accuracy (direction from the median difference);
-`not_worse` reads the 95% bootstrap interval of the median difference against
-the margin. A bound claim (a's final accuracy at most / at least x) is an exact
-sign test on a's runs in each cell, Holm-adjusted over every bound test of the
-report. A claim holds overall when every tested cell supports it, fails when
-any cell contradicts it, and is inconclusive otherwise; a claim whose arms or
-cells the study lacks is "not tested", with the reason.
+Every claim is decided by one two-sided test per cell it applies to, and its
+direction is read from that same test's statistic, so a verdict never points
+against its test:
+
+- epochs to threshold (faster/slower): the cell's pairwise log-rank, direction
+  from a's observed minus expected events (more events than expected: a reaches
+  the threshold sooner); the difference in restricted mean epochs is shown as
+  the effect size;
+- final accuracy (better/worse): the cell's pairwise Wilcoxon signed-rank
+  (paired) or Mann-Whitney U (unpaired), direction from the signed-rank sum or
+  from U against its null mean; the median difference is the effect size;
+- not_worse with margin m: the same rank test of a's accuracy plus m against
+  b's; supported when a + m ranks significantly above b (a trails b by less
+  than m), contradicted when significantly below;
+- a bound (a's final accuracy at most / at least x): an exact two-sided sign
+  test on a's runs, a diverged run counting as below any bound.
+
+Multiplicity: all claim tests of a report (every claim x every cell it applies
+to) form one family; their raw p-values are Holm-adjusted together at the
+study's alpha. A cell supports a claim when its adjusted p is below alpha and the
+direction is the claim's, contradicts it when the direction is the opposite.
+A claim holds overall when every tested cell supports it, fails when any cell
+contradicts it, and is inconclusive otherwise; a claim whose arms or cells the
+study lacks is "not tested", with the reason, and adds no test to the family.
 """
 
 from __future__ import annotations
@@ -20,11 +34,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .analysis import CellResult, PairwiseResult, Results, _num, holm
+from .analysis import DIVERGED_SCORE, CellResult, PairwiseResult, Results, _num, holm
 from .config import Claim
+from .stats import mannwhitney, wilcoxon
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
-MIN_INTERVAL_RUNS = 6  # not_worse needs this many finished runs per arm: percentile bootstraps of fewer undercover
 
 
 @dataclass(frozen=True)
@@ -33,15 +47,18 @@ class CellVerdict:
     verdict: str  # supported | contradicted | inconclusive
     test: str  # the test behind the verdict, in words
     statistic: float | None
-    pvalue: float | None  # Holm-adjusted (None for the bootstrap-interval rule of not_worse)
+    pvalue: float | None  # Holm-adjusted over the report's claim tests (`family_size` of them)
     effect_name: str  # what `effect` measures, e.g. "median difference a - b (accuracy)"
     effect: float | None
     ci: tuple[float | None, float | None]  # 95% interval of `effect` where the analysis has one
     note: str = ""
+    pvalue_raw: float | None = None  # the claim test's own two-sided p, before the adjustment
+    family_size: int = 0  # claim tests with a p-value in the report: the size of the Holm family
 
     def to_dict(self) -> dict:
         return {"factors": self.factors, "verdict": self.verdict, "test": self.test,
-                "statistic": _num(self.statistic), "pvalue_holm": _num(self.pvalue),
+                "statistic": _num(self.statistic), "pvalue": _num(self.pvalue_raw),
+                "pvalue_holm": _num(self.pvalue), "family_size": self.family_size,
                 "effect": {"name": self.effect_name, "value": _num(self.effect),
                            "ci": [_num(self.ci[0]), _num(self.ci[1])]}, "note": self.note}
 
@@ -61,6 +78,51 @@ class ClaimVerdict:
                 "reason": self.reason, "cells": [v.to_dict() for v in self.cells]}
 
 
+@dataclass(frozen=True)
+class _Test:
+    """One claim test before the family's adjustment; `side` +1: the data lean the claim's way, -1: against."""
+    test: str
+    statistic: float | None
+    pvalue: float | None
+    side: int
+    effect_name: str
+    effect: float | None
+    ci: tuple[float | None, float | None] = (None, None)
+    note: str = ""
+
+
+def logrank_direction(time, event, group, a: str, strata=None) -> float:
+    """Observed minus expected events of arm `a` in the log-rank test of `group` (summed over `strata`).
+
+    Positive: `a` reached the threshold more often than equal hazards predict, i.e. sooner. It is the
+    numerator of the two-group log-rank statistic, so its sign is the direction that test found.
+    """
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    strata = np.zeros(len(time)) if strata is None else np.asarray(strata)
+    total = 0.0
+    for s in np.unique(strata):
+        m = strata == s
+        t, e, in_a = time[m], event[m], group[m] == a
+        for u in np.unique(t[e == 1]):
+            at_risk = t >= u
+            died = (t == u) & (e == 1)
+            total += died[in_a].sum() - died.sum() * at_risk[in_a].sum() / at_risk.sum()
+    return float(total)
+
+
+def rank_direction(x: np.ndarray, y: np.ndarray, paired: bool) -> float:
+    """Which way the rank test of x against y leans: positive when x ranks above y.
+
+    Paired: the signed-rank sum W+ - W- of x - y (zero differences split, so they add nothing); unpaired:
+    Mann-Whitney's U of x minus its null mean n_x n_y / 2.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if paired:
+        d = x - y
+        return float(np.sum(np.sign(d) * stats.rankdata(np.abs(d))))
+    return float(np.sum(np.sign(x[:, None] - y[None, :])) / 2)
+
+
 def _pair(pairs: tuple[PairwiseResult, ...], a: str, b: str) -> tuple[PairwiseResult | None, int]:
     """The pairwise result for {a, b} and the sign that turns its a - b into the claim's a - b."""
     for p in pairs:
@@ -71,65 +133,74 @@ def _pair(pairs: tuple[PairwiseResult, ...], a: str, b: str) -> tuple[PairwiseRe
     return None, 1
 
 
-def _decide(significant: bool, sign: float | None, wanted: int) -> str:
-    if not significant or sign is None or sign == 0:
-        return INCONCLUSIVE
-    return SUPPORTED if np.sign(sign) == wanted else CONTRADICTED
+def _side(direction: float) -> int:
+    return int(np.sign(direction)) if np.isfinite(direction) else 0
 
 
-def _compare(claim: Claim, cell: CellResult, alpha: float) -> CellVerdict:
+def _scores(cell: CellResult, outcomes: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    """Final-accuracy scores of a and b as the cell's rank tests see them (a diverged run scores below every
+    finished one); paired cells: aligned on the seeds that every arm has."""
+    o = outcomes.assign(score=outcomes["final_acc"].where(~outcomes["diverged"].astype(bool), DIVERGED_SCORE))
+    if cell.design == "paired":
+        wide = o.pivot(index="seed", columns="initializer", values="score").dropna()
+        return wide[a].to_numpy(float), wide[b].to_numpy(float)
+    return tuple(o.loc[o["initializer"] == x, "score"].to_numpy(float) for x in (a, b))
+
+
+def _compare(claim: Claim, cell: CellResult, outcomes: pd.DataFrame) -> _Test:
     a, b = claim.a, claim.b
+    paired = cell.design == "paired"
     if claim.endpoint == "epochs_to_threshold":
         p, _ = _pair(cell.ett_pairwise, a, b)
+        o = outcomes[outcomes["initializer"].isin([a, b])]
+        if paired:
+            o = o[o["seed"].isin(o.groupby("seed")["initializer"].nunique().loc[lambda n: n == 2].index)]
+        oe = logrank_direction(o["time"], o["event"], o["initializer"], a, o["seed"] if paired else None)
         arms = {x.initializer: x for x in cell.arms}
         diff = arms[a].rmst - arms[b].rmst  # restricted mean epochs: orders arms even without medians
-        note = "" if p.pvalue is not None else "neither arm reached the threshold: the test has no events"
-        wanted = -1 if claim.direction == "faster" else 1  # faster: fewer epochs
-        return CellVerdict(cell.factors, _decide(p.pvalue_holm is not None and p.pvalue_holm < alpha, diff, wanted),
-                           "pairwise log-rank" + (" stratified by seed" if cell.design == "paired" else "")
-                           + ", Holm-adjusted", p.statistic, p.pvalue_holm,
-                           "restricted mean epochs to threshold, a - b", diff, (None, None), note)
+        wanted = 1 if claim.direction == "faster" else -1  # faster: more events than expected
+        if p.pvalue is None:
+            notes = ["neither arm reached the threshold: the test has no events" if not o["event"].any()
+                     else "the log-rank test has no information: events tie"]
+        else:
+            notes = [f"observed - expected events of {a}: {oe:+.2f} (positive: sooner)"]
+        if p.pvalue is not None and np.sign(oe) * np.sign(diff) > 0:  # sooner by log-rank, later by area
+            notes.append("the Kaplan-Meier curves cross: the restricted means order the arms the other way "
+                         "than the log-rank, whose direction the verdict follows")
+        return _Test("pairwise log-rank" + (" stratified by seed" if paired else ""), p.statistic, p.pvalue,
+                     _side(oe) * wanted, "restricted mean epochs to threshold, a - b", diff, (None, None),
+                     "; ".join(notes))
     p, sign = _pair(cell.final_primary, a, b)
     e = p.effect
     value = None if e is None or e.value is None else sign * e.value
     ci = (None, None) if e is None or e.ci[0] is None else tuple(sorted((sign * e.ci[0], sign * e.ci[1])))
-    test = {"wilcoxon": "pairwise Wilcoxon signed-rank", "mannwhitney": "pairwise Mann-Whitney U"}.get(p.test, p.test)
+    test = "pairwise Wilcoxon signed-rank" if paired else "pairwise Mann-Whitney U"
     effect_name = "median difference in final accuracy, a - b"
+    x, y = _scores(cell, outcomes, a, b)
     if claim.direction == "not_worse":
         m = claim.margin
-        finished = min(x.n_runs - x.n_diverged for x in cell.arms if x.initializer in (a, b))
-        if ci[0] is None:
-            verdict, note = INCONCLUSIVE, "no interval: every run of one arm diverged"
-        elif finished < MIN_INTERVAL_RUNS:
-            verdict = INCONCLUSIVE
-            note = f"only {finished} finished runs in an arm: too few for a bootstrap interval (need {MIN_INTERVAL_RUNS})"
-        else:
-            verdict = SUPPORTED if ci[0] >= -m else CONTRADICTED if ci[1] < -m else INCONCLUSIVE
-            note = f"margin {m:g}: not worse when the interval's lower end is at least -{m:g}"
-        return CellVerdict(cell.factors, verdict, "95% bootstrap interval of the median difference against the "
-                           "margin (non-inferiority)", p.statistic, p.pvalue_holm, effect_name, value, ci, note)
-    if value is None:  # every run of an arm diverged: rank the arms by their summaries instead
-        arms = {x.initializer: x for x in cell.arms}
-        med = {k: -1.0 if arms[k].final_acc_median is None else arms[k].final_acc_median for k in (a, b)}
-        value = med[a] - med[b]
+        stat, pvalue = (wilcoxon if paired else mannwhitney)(x + m, y)
+        return _Test(f"{test.removeprefix('pairwise ')} of a + margin against b (non-inferiority)", stat, pvalue,
+                     _side(rank_direction(x + m, y, paired)), effect_name, value, ci,
+                     f"margin {m:g}: supported when a's accuracy plus {m:g} ranks significantly above b's")
     wanted = 1 if claim.direction == "better" else -1
-    return CellVerdict(cell.factors, _decide(p.pvalue_holm is not None and p.pvalue_holm < alpha, value, wanted),
-                       test + ", Holm-adjusted", p.statistic, p.pvalue_holm, effect_name, value, ci)
+    return _Test(test, p.statistic, p.pvalue, _side(rank_direction(x, y, paired)) * wanted, effect_name, value, ci)
 
 
-def _sign_test(claim: Claim, final: pd.Series) -> tuple[float, float, float, int, int]:
-    """(p for the claim, p against it, median, runs on the claim's side, runs) on a's final accuracies;
-    a diverged run (NaN) is below any bound."""
+def _sign_test(claim: Claim, final: pd.Series) -> _Test:
+    """Exact two-sided sign test of a's final accuracies against the claim's bound; a diverged run (NaN) is
+    below any bound."""
     acc = final.to_numpy(float)
     if claim.at_most is not None:
-        side = np.isnan(acc) | (acc <= claim.at_most)
+        side, bound = np.isnan(acc) | (acc <= claim.at_most), f"at most {claim.at_most:g}"
     else:
-        side = ~np.isnan(acc) & (acc >= claim.at_least)
+        side, bound = ~np.isnan(acc) & (acc >= claim.at_least), f"at least {claim.at_least:g}"
     k, n = int(side.sum()), len(acc)
-    p_for = stats.binomtest(k, n, 0.5, alternative="greater").pvalue
-    p_against = stats.binomtest(n - k, n, 0.5, alternative="greater").pvalue
+    p = stats.binomtest(k, n, 0.5, alternative="two-sided").pvalue
     median = float(np.median(np.where(np.isnan(acc), -1.0, acc)))
-    return float(p_for), float(p_against), median, k, n
+    return _Test("exact sign test on the runs' final accuracy", float(k), float(p), _side(k - n / 2),
+                 "median final accuracy of a", median, (None, None),
+                 f"{k} of {n} runs {bound} (diverged runs count as below)")
 
 
 def _matches(claim: Claim, cell: CellResult) -> bool:
@@ -142,10 +213,10 @@ def _where_text(claim: Claim) -> str:
 
 def evaluate_claims(claims: tuple[Claim, ...], results: Results,
                     finals: list[pd.DataFrame]) -> tuple[ClaimVerdict, ...]:
-    """One verdict per claim. `finals[i]`: run outcomes of `results.cells[i]` (columns initializer, final_acc,
-    NaN for diverged runs), as `analysis.run_outcomes` returns them."""
+    """One verdict per claim. `finals[i]`: run outcomes of `results.cells[i]` (columns initializer, seed,
+    diverged, final_acc with NaN for diverged runs, time, event), as `analysis.run_outcomes` returns them."""
     alpha = results.alpha
-    pending = []  # per claim: [(cell, verdict or sign-test numbers)]
+    pending = []  # per claim: (claim, reason it is not tested, [(cell index, its test)])
     for claim in claims:
         arms = [claim.a] if claim.b is None else [claim.a, claim.b]
         cells = [i for i, c in enumerate(results.cells) if _matches(claim, c)]
@@ -158,34 +229,29 @@ def evaluate_claims(claims: tuple[Claim, ...], results: Results,
                       + (f" with {_where_text(claim)}" if claim.where else ""))
         else:
             reason = ""
-        pending.append((claim, reason, tested))
+        tests = [(i, _compare(claim, results.cells[i], finals[i]) if claim.b is not None else
+                  _sign_test(claim, finals[i].loc[finals[i]["initializer"] == claim.a, "final_acc"]))
+                 for i in tested]
+        pending.append((claim, reason, tests))
 
-    # Bound claims' sign tests form one family across the report.
-    bound_tests = [(ci, i, _sign_test(c, finals[i].loc[finals[i]["initializer"] == c.a, "final_acc"]))
-                   for ci, (c, _r, tested) in enumerate(pending) if c.b is None for i in tested]
-    adj = holm([t[0] for _ci, _i, t in bound_tests] + [t[1] for _ci, _i, t in bound_tests])
-    n = len(bound_tests)
-    bound = {(ci, i): (t, adj[j], adj[n + j]) for j, (ci, i, t) in enumerate(bound_tests)}
+    # One family: every claim test of the report, Holm-adjusted together.
+    raw = [t.pvalue for _c, _r, tests in pending for _i, t in tests]
+    adjusted = iter(holm(raw))
+    size = sum(p is not None for p in raw)
+    suffix = f", Holm-adjusted over the report's {size} claim test{'s' if size != 1 else ''}"
 
     out = []
-    for ci, (claim, reason, tested) in enumerate(pending):
-        if not tested:
+    for claim, reason, tests in pending:
+        if not tests:
             out.append(ClaimVerdict(claim, NOT_TESTED, reason, ()))
             continue
         verdicts = []
-        for i in tested:
-            cell = results.cells[i]
-            if claim.b is not None:
-                verdicts.append(_compare(claim, cell, alpha))
-                continue
-            (_pf, _pa, median, k, n_runs), p_for, p_against = bound[(ci, i)]
-            verdict = SUPPORTED if p_for < alpha else CONTRADICTED if p_against < alpha else INCONCLUSIVE
-            side = f"at most {claim.at_most:g}" if claim.at_most is not None else f"at least {claim.at_least:g}"
-            verdicts.append(CellVerdict(cell.factors, verdict, "exact sign test on the runs' final accuracy, "
-                                        "Holm-adjusted over the report's bound claims", float(k),
-                                        p_against if verdict == CONTRADICTED else p_for,
-                                        "median final accuracy of a", median, (None, None),
-                                        f"{k} of {n_runs} runs {side} (diverged runs count as below)"))
+        for i, t in tests:
+            q = next(adjusted)
+            verdict = (INCONCLUSIVE if q is None or q >= alpha or t.side == 0 else
+                       SUPPORTED if t.side > 0 else CONTRADICTED)
+            verdicts.append(CellVerdict(results.cells[i].factors, verdict, t.test + suffix, t.statistic, q,
+                                        t.effect_name, t.effect, t.ci, t.note, t.pvalue, size))
         counts = {k: sum(v.verdict == k for v in verdicts) for k in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
         overall = (CONTRADICTED if counts[CONTRADICTED] else SUPPORTED if counts[SUPPORTED] == len(verdicts)
                    else INCONCLUSIVE)

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
     p.add_argument("--budget-epochs", type=int, default=None,
                    help="the epoch budget runs were given (default: the largest epoch in the file)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an earlier import under the same --study name (a trained study is never replaced)")
     p = sub.add_parser("analyze", help="run the statistics and write results.json (no figures)",
                        description="Analyse a trained or imported study and write results.json "
                                    "(default DIR/<study>/report/results.json).")
@@ -149,10 +151,14 @@ def _cmd_train(args) -> int:
     from .config import load_study
     from .data import load_dataset
     from .executors import make_executor
+    from .importing import is_imported
     from .store import RunStore
     from .sweep import plan, run_sweep
 
     study = load_study(args.study, args.overrides)
+    if is_imported(args.runs_dir, study.name):
+        raise InitStudyError(f"{args.runs_dir}/{study.name} holds imported logs; train under another study name "
+                             "(--set name=NEW) so that the two never mix")
     if study.accelerator in ("gpu", "cuda") and args.executor == "local":
         import torch
 
@@ -216,11 +222,17 @@ def _cmd_status(args) -> int:
         return 0
     c = st.counts
     print(f"study {study.name} in {args.runs_dir}/{study.name}: {st.total} runs: {c['done']} done, "
-          f"{c['diverged']} diverged, {c['failed']} failed, {c['pending']} pending"
+          f"{c['diverged']} diverged, {c['failed']} failed, "
+          + (f"{c['invalid']} invalid, " if c["invalid"] else "") + f"{c['pending']} pending"
           + (f" ({st.running} marked running: training now, or left by a stopped train)" if st.running else ""))
     for f in st.failures:
         print(f"  failed {f['run_id']} ({f['initializer']}, seed {f['seed']}): {f['error']}")
-    if c["pending"]:
+    for f in st.invalid:
+        print(f"  invalid {f['run_id']} ({f['initializer']}, seed {f['seed']}): {f['reason']}; train redoes it")
+    if len(st.versions) > 1:
+        print("finished runs come from several initstudy versions: "
+              + "; ".join(f"{v}: {n}" for v, n in st.versions.items()))
+    if c["pending"] or c["invalid"]:
         eta = "unknown until a run has finished" if st.eta_seconds is None else \
             f"about {_fmt_s(st.eta_seconds)} at the last train's pace"
         print(f"time left: {eta}")
@@ -231,10 +243,10 @@ def _cmd_status(args) -> int:
 
 def _cmd_report(args) -> int:
     from .config import load_study
-    from .importing import load_imported
+    from .importing import is_imported
     from .report import write_report
 
-    if load_imported(args.runs_dir, args.study) is not None and not args.overrides:
+    if is_imported(args.runs_dir, args.study) and not args.overrides:
         raise InitStudyError(f"study {args.study!r} in {args.runs_dir} holds imported logs, which the HTML report "
                              f"does not cover yet; run `initstudy analyze --study {args.study} --runs-dir "
                              f"{args.runs_dir} --threshold X` for results.json")
@@ -255,7 +267,7 @@ def _cmd_report(args) -> int:
 def _cmd_import(args) -> int:
     from .importing import import_csv
 
-    summary = import_csv(args.csv, args.runs_dir, args.study, args.budget_epochs)
+    summary = import_csv(args.csv, args.runs_dir, args.study, args.budget_epochs, args.replace)
     print(f"imported {summary['runs']} runs ({summary['rows']} rows, initializers: "
           f"{', '.join(summary['initializers'])}; factors: {', '.join(summary['factors']) or 'none'}; budget "
           f"{summary['budget_epochs']} epochs) into {args.runs_dir}/{args.study}; "
@@ -286,6 +298,8 @@ def _cmd_analyze(args) -> int:
         study = load_study(args.study, [*args.overrides, *extra])
         results, name = analyze_study(study, args.runs_dir)[0], study.name
     out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
+    if out.is_dir():
+        raise InitStudyError(f"--out {out} is a folder; give a file path such as {out / 'results.json'}")
     write_json(out, results.to_dict())
     weak = sum(1 for c in results.cells if c.power and c.power.underpowered)
     print(f"wrote {out} ({len(results.cells)} cell{'s' if len(results.cells) != 1 else ''}, threshold "
@@ -293,22 +307,46 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+# The study keys inspect sets, by the option that sets them: its errors name the options.
+_INSPECT_OPTIONS = {"models": "--model", "activations": "--activation", "initializers": "--init", "depth": "--depth",
+                    "width": "--width", "bn": "--bn", "dataset": "--dataset", "data_dir": "--data-dir"}
+
+
+def _inspect_words(message: str) -> str:
+    """A study error rewritten in inspect's words: --model for models, --data-dir DIR for --set data_dir=DIR."""
+    import re
+
+    message = message.replace("--set data_dir=DIR", "--data-dir DIR")
+    message = re.sub(r"--set (\w+):", lambda m: _INSPECT_OPTIONS.get(m[1], m[1]) + ":", message)
+    message = re.sub(r"^(\w+)(?= must| is empty| lists)", lambda m: _INSPECT_OPTIONS.get(m[1], m[1]), message)
+    return re.sub(r"\b(change|lower|fix) (depth|width|data_dir)\b", lambda m: f"{m[1]} {_INSPECT_OPTIONS[m[2]]}",
+                  message).replace("--depth or width", "--depth or --width")
+
+
 def _cmd_inspect(args) -> int:
-    from .config import expand, load_study
+    from .config import MAX_SEED, expand, load_study
     from .data import load_dataset
     from .diagnostics import layer_diagnostics
     from .training import build_run
 
-    overrides = [f"dataset={args.dataset}", f"models=[{args.model}]", f"activations=[{args.activation}]",
-                 f"initializers=[{args.init}]", f"seeds=[{args.seed}]"]
+    if not 0 <= args.seed <= MAX_SEED:
+        raise InitStudyError(f"--seed must be from 0 to {MAX_SEED}, got {args.seed}")
+    # Names are quoted (JSON is YAML), so that a value is one name, never YAML syntax; --init may be a
+    # mapping like {name: normal, std: 0.1}.
+    init = args.init if args.init.lstrip().startswith("{") else json.dumps(args.init)
+    overrides = [f"dataset={json.dumps(args.dataset)}", f"models=[{json.dumps(args.model)}]",
+                 f"activations=[{json.dumps(args.activation)}]", f"initializers=[{init}]", f"seeds=[{args.seed}]"]
     overrides += [f"{k}={v}" for k, v in (("depth", args.depth), ("width", args.width)) if v is not None]
     if args.bn is not None:
         overrides.append(f"bn={'true' if args.bn == 'on' else 'false'}")
     if args.data_dir:
-        overrides.append(f"data_dir={args.data_dir}")
-    study = load_study("smoke", overrides, context="inspect")  # the same checks as a study file
+        overrides.append(f"data_dir={json.dumps(args.data_dir)}")
+    try:
+        study = load_study("smoke", overrides, context="inspect")  # the same checks as a study file
+        dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
+    except InitStudyError as exc:
+        raise type(exc)(_inspect_words(str(exc))) from None
     spec = expand(study)[0]
-    dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
     net = build_run(spec, dataset)
     layers = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)
     if args.json:
@@ -376,6 +414,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a runs dir or output path that is read-only, full, a file, or cannot exist
+        where = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc).splitlines()[0]
+        print(f"initstudy {args.command}: error: cannot read or write a file ({where}); check that the path "
+              "exists, is writable and its disk has space", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

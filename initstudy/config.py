@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -30,6 +31,15 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLAIM_DIRECTIONS = {"epochs_to_threshold": ("faster", "slower"), "final_accuracy": ("better", "worse", "not_worse")}
 CLAIM_KEYS = ("claim", "a", "b", "endpoint", "direction", "margin", "at_most", "at_least", "where", "source")
 CLAIM_FACTORS = ("dataset", "model", "depth", "width", "bn", "activation")  # what `where` can restrict
+# A study name is one folder under the runs dir: one path component, never "." or "..".
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Upper bounds checked at load time, generous for real studies, so that a typo (width 100000, seeds 1e9)
+# is refused at once instead of exhausting memory or training for years.
+LIMITS = {"depth": 200, "width": 4096, "epochs": 10_000, "batch_size": 65_536, "split_seed": 2**32 - 1,
+          "lr": 100.0, "momentum": 1.0, "weight_decay": 1.0, "target_effect": 10.0}
+MAX_SEEDS = 1000  # runs per arm and cell
+MAX_SEED = 2**32 - 1
+MAX_PARAMS = 500_000_000  # parameters of one model (2 GB of float32 weights)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,14 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
 }
 
 
+def check_study_name(name) -> str:
+    """`name` if it is a safe folder name under the runs dir, else StudyError (every command checks here)."""
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        raise StudyError(f"study name {name!r} is not a plain folder name; use 1-100 letters, digits, '.', '_' "
+                         "or '-', starting with a letter or digit (e.g. my-study)")
+    return name
+
+
 def _choices(kind: str, value, registry, what: str):
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -152,6 +170,14 @@ def _initializers(value) -> tuple[InitSpec, ...]:
     dup = next((x for x in labels if labels.count(x) > 1), None)
     if dup:
         raise StudyError(f"initializer {dup!r} is listed twice; give one a different option or a label")
+    # A label is cosmetic (not part of the run id): two labels of one initializer would share every run.
+    seen: dict = {}
+    for s in specs:
+        key = (s.name, s.options, s.gain, s.bias)
+        if key in seen:
+            raise StudyError(f"initializers {seen[key]!r} and {s.label!r} are the same initializer with the same "
+                             "options, so they would share their runs; remove one or change an option")
+        seen[key] = s.label
     return tuple(specs)
 
 
@@ -240,22 +266,23 @@ def _claims(value, initializers: tuple[InitSpec, ...]) -> tuple[Claim, ...]:
 
 def _seeds(value) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise StudyError(f"seeds must be >= 1 (a count) or a list, got {value}")
+        if not 1 <= value <= MAX_SEEDS:
+            raise StudyError(f"seeds must be a count from 1 to {MAX_SEEDS} or a list, got {value}")
         return tuple(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                                   for s in value):
         if len(set(value)) != len(value):
             raise StudyError("seeds lists a seed twice; list each once")
+        if len(value) > MAX_SEEDS or max(value) > MAX_SEED:
+            raise StudyError(f"seeds lists {len(value)} seeds up to {max(value)}; list at most {MAX_SEEDS} seeds, "
+                             f"each from 0 to {MAX_SEED}")
         return tuple(value)
     raise StudyError(f"seeds must be a count (e.g. 5) or a list of non-negative integers, got {value!r}")
 
 
 def _convert(key: str, kind: str, value):
     if kind == "name":
-        if not isinstance(value, str) or not value or not all(c.isalnum() or c in "-_." for c in value):
-            raise StudyError(f"name must be letters, digits, '-', '_' or '.', got {value!r}")
-        return value
+        return check_study_name(value)
     if kind == "str":
         return str(value)
     if kind == "optbool":
@@ -279,16 +306,56 @@ def _convert(key: str, kind: str, value):
     if kind == "seeds":
         return _seeds(value)
     if kind == "int>0":
-        return _number(key, value, True, 0, True)
+        return _number(key, value, True, 0, True, LIMITS.get(key))
     if kind == "int>=0":
-        return _number(key, value, True, 0, False)
+        return _number(key, value, True, 0, False, LIMITS.get(key))
     if kind == "float>0":
-        return _number(key, value, False, 0, True)
+        return _number(key, value, False, 0, True, LIMITS.get(key))
     if kind == "float>=0":
-        return _number(key, value, False, 0, False)
+        return _number(key, value, False, 0, False, LIMITS.get(key))
     if kind == "fraction":
         return _number(key, value, False, 0, True, 1.0)
     raise AssertionError(kind)
+
+
+class _StudyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and aliases, and reads 1e-3 as a number (YAML 1.2).
+
+    Aliases are refused because a few nested ones expand into billions of values (an "alias bomb").
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} is not supported; write the "
+                                              "value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice (first at line "
+                                                        f"{first}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and every user read it as a number.
+_StudyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_StudyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def presets() -> list[str]:
@@ -296,9 +363,18 @@ def presets() -> list[str]:
 
 
 def _read_yaml(study: str) -> tuple[dict, str, str]:
-    """(raw mapping, default name, source) for a preset name or a YAML path."""
+    """(raw mapping, default name, source) for a preset name or a YAML path.
+
+    A bare name (no folder separator, no .yaml/.yml suffix) that names a preset is the preset, whatever
+    the working directory holds; anything else is a path (write ./NAME for a file named like a preset).
+    """
     path = Path(study)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    bare = "/" not in study and "\\" not in study and path.suffix not in (".yaml", ".yml")
+    preset = bare and (PRESETS_DIR / f"{study}.yaml").is_file()
+    if not preset and (not bare or path.exists()):
+        if path.is_dir():
+            raise StudyError(f"study file {study} is a folder; give the path of a .yaml file or a preset "
+                             f"({', '.join(presets())})")
         if not path.is_file():
             raise StudyError(f"study file {study} not found; give an existing path or a preset "
                              f"({', '.join(presets())})")
@@ -310,7 +386,7 @@ def _read_yaml(study: str) -> tuple[dict, str, str]:
                              f"or give a path to a .yaml file")
         source, default_name = study, study
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -334,9 +410,11 @@ def parse_override(text: str) -> tuple[str, object]:
     if key not in _DEFAULTS:
         raise StudyError(f"--set: unknown key {key!r}; valid keys: {', '.join(_DEFAULTS)}")
     try:
-        return key, yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        raise StudyError(f"--set {key}: value {value!r} is not valid YAML; quote it or fix the brackets") from None
+        return key, _yaml(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise StudyError(f"--set {key}: value {value!r} is not valid YAML ({problem}); quote it or fix the "
+                         "brackets") from None
 
 
 def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = (),
@@ -395,7 +473,14 @@ def _check_grid(study: Study) -> None:
         reason = MODELS[model].check(params)
         if reason:
             raise StudyError(f"study {study.source}: {reason}; change depth")
-        net = build_model(model, channels, size, classes, study.activations[0], **params)
+        import torch
+
+        with torch.device("meta"):  # shapes only: no memory for the weights, however wide the model
+            net = build_model(model, channels, size, classes, study.activations[0], **params)
+        n_params = sum(p.numel() for p in net.parameters())
+        if n_params > MAX_PARAMS:
+            raise StudyError(f"study {study.source}: model {model} {params} has {n_params:,} parameters, more "
+                             f"than the {MAX_PARAMS:,} allowed; lower depth or width")
         for spec in study.initializers:
             reason = check_applicable(spec, net, model)
             if reason:

@@ -125,6 +125,33 @@ _TORCHVISION = {
 }
 
 
+# What torchvision raises on a truncated or garbage file: its MNIST reader asserts on the header.
+_UNREADABLE = (AssertionError, RuntimeError, OSError, ValueError, TypeError, KeyError, IndexError, EOFError)
+
+
+def _bad_file(cls, root: Path, files: list[str]) -> Path | None:
+    """The first file of torchvision dataset `cls` under `root` that is not valid, to name it; None if none found.
+
+    CIFAR files are checked against torchvision's MD5 sums (a file that fails them is never unpickled), MNIST's by
+    parsing their IDX headers.
+    """
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+    from torchvision.datasets.utils import check_integrity
+
+    if hasattr(cls, "train_list"):
+        for name, md5 in cls.train_list + cls.test_list:
+            path = root / cls.base_folder / name
+            if not check_integrity(str(path), md5):
+                return path
+        return None
+    for f in files:
+        try:
+            read_sn3_pascalvincent_tensor(str(root / f))
+        except _UNREADABLE:
+            return root / f
+    return None
+
+
 def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
     cls_name, files = _TORCHVISION[name]
 
@@ -142,15 +169,25 @@ def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
         cls = getattr(torchvision.datasets, cls_name)
         try:
             tr, va = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise DataError(f"dataset {name!r} under {root} is unreadable ({exc}); re-copy its files") from exc
+        except _UNREADABLE as exc:
+            bad = _bad_file(cls, root, files)
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            what = f"file {bad}" if bad else f"a file of dataset {name!r} under {root} ({detail})"
+            raise DataError(f"{what} is not a valid {cls_name} file; re-copy it from the original download") from None
 
-        def arrays(ds):
+        def arrays(ds, split):
             x = np.asarray(ds.data, dtype=np.float64) / 255.0
+            y = np.asarray(ds.targets)
+            channels, size, classes = DATASET_SHAPES[name]
+            shape = (len(x), size, size) if channels == 1 else (len(x), size, size, channels)
+            if x.shape != shape or y.shape != (len(x),) or not len(x) or y.min() < 0 or y.max() >= classes:
+                raise DataError(f"dataset {name!r} under {root}: the {split} files hold images {x.shape} and labels "
+                                f"{y.shape}, not {size}x{size} images with one label of 0-{classes - 1} each; "
+                                "re-copy the files from the original download")
             x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # NHWC -> NCHW for CIFAR
-            return x, np.asarray(ds.targets)
+            return x, y
 
-        (x_tr, y_tr), (x_va, y_va) = arrays(tr), arrays(va)
+        (x_tr, y_tr), (x_va, y_va) = arrays(tr, "training"), arrays(va, "test")
         xt, xv = _normalise(x_tr, x_va)
         return Dataset(name, xt, torch.from_numpy(y_tr.astype(np.int64)), xv,
                        torch.from_numpy(y_va.astype(np.int64)), int(y_tr.max()) + 1)

@@ -105,6 +105,9 @@ def one_heap() -> bool:
     runs, 2 threads) the process then took 2.9-5.7 million page faults and 9-19 s of system time instead of
     0.18-0.22 million and 1.6-3.8 s; with one heap, in none of 7. Threads that allocated before keep their arenas.
     False where the C library has no mallopt (not glibc).
+
+    The setting is process-wide and stays (glibc can neither scope nor undo it), so only the threaded executor
+    calls it, when a sweep starts its threads; nothing does at import.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
@@ -187,7 +190,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker_main(conn, parent: int, threads: int, gpu: str | None, data_dir: str | None, accelerator: str) -> None:
-    """A local worker: receive a RunSpec, send back its Outcome, until told to stop (None) or orphaned."""
+    """A local worker: receive a RunSpec, send back its Outcome, until told to stop (None) or orphaned.
+
+    It owns its process, so it sets that process's signal handling, visible GPUs and torch thread count for good.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the driver decides
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before torch sees the GPUs: this worker gets one
@@ -309,7 +315,9 @@ class LocalPool:
 
 
 def _ray_task(spec: RunSpec, dataset: Dataset, accelerator: str, threads: int) -> Outcome:
-    """One run as a Ray task: the dataset comes from the driver, the outcome goes back to it."""
+    """One run as a Ray task: the dataset comes from the driver, the outcome goes back to it.
+
+    Sets torch's thread count of the Ray worker process to the task's CPUs (each task sets it again)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -6,9 +6,15 @@ initializer also gets its own marker and line style, so figures survive grayscal
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib import font_manager
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
@@ -18,6 +24,68 @@ from .analysis import CellResult
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LINESTYLES = ["-", "--", "-.", ":"]
+# Figure text in DejaVu Sans (shipped with matplotlib), falling back glyph by glyph to the first of these that
+# the system has: CJK, then symbols and monochrome emoji. Colour emoji fonts are left out: FreeType in
+# matplotlib cannot draw their bitmaps.
+FONT_FALLBACKS = ("DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei",
+                  "Droid Sans Fallback", "Noto Sans Symbols 2", "Noto Sans Symbols", "Noto Emoji", "Symbola")
+PLACEHOLDER = "\N{REPLACEMENT CHARACTER}"  # stands for a character no font of the list can draw
+
+
+@functools.lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """The names in FONT_FALLBACKS that this system has (DejaVu Sans always)."""
+    present = {f.name for f in font_manager.fontManager.ttflist}
+    return tuple(name for name in FONT_FALLBACKS if name in present or name == "DejaVu Sans")
+
+
+@functools.lru_cache(maxsize=1)
+def _drawable() -> frozenset[int]:
+    """Code points some font of `font_families()` has a glyph for."""
+    from matplotlib.ft2font import FT2Font
+
+    points: set[int] = set()
+    for name in font_families():
+        path = font_manager.findfont(font_manager.FontProperties(family=name), fallback_to_default=False)
+        points |= set(FT2Font(path).get_charmap())
+    return frozenset(points)
+
+
+def displayable(text: str) -> str:
+    """`text` with every character no figure font can draw replaced by its compatibility form when the fonts
+    have that (e.g. a mathematical alpha by α), else by PLACEHOLDER; invisible joiners and selectors are dropped.
+    Drawing the result warns of no missing glyph."""
+    have = _drawable()
+    out = []
+    for ch in text:
+        if ch == "\n" or ord(ch) in have:
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Mn"):
+            continue
+        else:
+            plain = unicodedata.normalize("NFKD", ch)
+            out.append(plain if plain != ch and all(ord(c) in have for c in plain) else PLACEHOLDER)
+    return "".join(out)
+
+
+def rc():
+    """matplotlib settings for drawing and saving initstudy's figures, as a context (rcParams are left as they
+    were): the font list, and a fixed SVG id salt so the same runs give the same SVG."""
+    return matplotlib.rc_context({"font.family": list(font_families()), "svg.hashsalt": "initstudy"})
+
+
+def _figure(plot):
+    """Build `plot`'s figure under `rc()`, its text made `displayable` (draw and save it under `rc()` too)."""
+
+    @functools.wraps(plot)
+    def build(*args, **kwargs) -> Figure:
+        with rc():
+            fig = plot(*args, **kwargs)
+        for text in fig.findobj(Text):  # tick labels are remade when drawn: set_*ticks get `displayable` ones
+            text.set_text(displayable(text.get_text()))
+        return fig
+
+    return build
 
 
 def style(i: int) -> dict:
@@ -34,6 +102,7 @@ def _mean_ci(values: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
+@_figure
 def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | None = None) -> Figure:
     """Validation accuracy and training loss (log scale) per epoch: mean and 95% CI band over seeds."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
@@ -66,6 +135,7 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
     return fig
 
 
+@_figure
 def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
     """Final validation accuracy per initializer: seeds as points over a box; diverged runs counted below."""
     fig = Figure(figsize=(min(9.0, max(5.0, 0.7 * len(order) + 2)), 4.0), layout="constrained")  # fits a page width
@@ -82,12 +152,13 @@ def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
         n_div = int(((outcomes["initializer"] == order[i]) & outcomes["diverged"]).sum())
         if n_div:
             ax.annotate(f"{n_div} diverged", (i, 0), ha="center", fontsize=7, color="#D55E00")
-    ax.set_xticks(range(len(order)), order, rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(range(len(order)), [displayable(x) for x in order], rotation=30, ha="right", fontsize=8)
     ax.set(ylabel="final validation accuracy", title="Final accuracy per seed", ylim=(0, 1.02))
     ax.grid(alpha=0.3, axis="y")
     return fig
 
 
+@_figure
 def kaplan_meier(cell: CellResult, outcomes: pd.DataFrame) -> Figure:
     """Kaplan-Meier curves of P(threshold not yet reached) by epoch; '+' marks censored runs."""
     fig = Figure(figsize=(6.5, 3.6), layout="constrained")
@@ -112,6 +183,7 @@ def kaplan_meier(cell: CellResult, outcomes: pd.DataFrame) -> Figure:
     return fig
 
 
+@_figure
 def signal_propagation(diag: pd.DataFrame, order: list[str]) -> Figure:
     """Per-layer activation std, gradient std and (ReLU) dead fraction at init: median over seeds, log scale.
 
@@ -180,8 +252,9 @@ def _matrix_panel(ax, order: list[str], values: dict, alpha: float, title: str, 
                     color="white" if dark else "black")
     ax.set_xlim(-0.5, k - 0.5)
     ax.set_ylim(k - 0.5, -0.5)
-    ax.set_xticks(range(k), order, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(k), order, fontsize=8)
+    shown = [displayable(x) for x in order]
+    ax.set_xticks(range(k), shown, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(k), shown, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
     for side in ax.spines.values():
@@ -195,6 +268,7 @@ def _rect(x, y, colour):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5)
 
 
+@_figure
 def pairwise_matrix(cell: CellResult, alpha: float, endpoint: str,
                     restricted_means: dict[str, float] | None = None) -> Figure:
     """Row minus column effect for every pair, filled by Holm-adjusted significance. `endpoint`:
@@ -238,6 +312,7 @@ def cliques(order: list[str], ranks: dict[str, float], pairwise, alpha: float) -
     return [tuple(ranked[i:j + 1]) for i, j in groups]
 
 
+@_figure
 def critical_difference(ranks: dict[str, float], pairwise, alpha: float, n_blocks: int) -> Figure:
     """Demšar-style diagram: mean rank of final accuracy over seeds (1 = best), a bar joining arms that
     Holm-adjusted pairwise Wilcoxon tests do not separate. `ranks`: initializer -> mean rank."""

@@ -23,28 +23,37 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
 from .analysis import DIVERGED_SCORE, CellResult, Results, analyze, run_outcomes
 from .claims import ClaimVerdict, CellVerdict, evaluate_claims
-from .config import Study, expand
+from .config import Study, expand, model_params_for
 from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
 from .errors import ReportError, StoreError
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
-from .store import RunStore, diagnostics_frame, tidy_frame, write_json
+from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, tidy_frame, write_json
 from .sweep import study_dict
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-matplotlib.rcParams["svg.hashsalt"] = "initstudy"  # stable ids: the same runs give the same SVG
+
+
+def templates_dir() -> Path:
+    """The report template's folder: inside the package when installed from a wheel (pyproject.toml maps the
+    checkout's top-level templates/ to initstudy/templates), else templates/ beside the package (a checkout,
+    or an editable install)."""
+    here = Path(__file__).resolve().parent
+    shipped = here / "templates"
+    return shipped if (shipped / "report.html.j2").is_file() else here.parent / "templates"
+
+
 
 
 def figure_uri(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
+    with plots.rc():  # the figures' fonts and stable SVG ids, without touching the caller's rcParams
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -85,7 +94,7 @@ def p_clause(p) -> str:
 
 
 def _cell_title(cell: CellResult) -> str:
-    return ", ".join(f"{k} {v}" for k, v in cell.factors.items())
+    return ", ".join(f"{k} {v}" for k, v in cell.factors.items() if v != NOT_APPLICABLE)
 
 
 def headline(cell: CellResult, alpha: float) -> list[str]:
@@ -174,7 +183,7 @@ def methods(study: Study) -> dict:
                       "gain": ", ".join(f"{a}: {g:.4g}" for a, g in gains.items()) if init.gain != "fixed" else "–",
                       "bias": bias_policy(spec)})
     models = [{"name": m, "description": MODELS[m].description,
-               "params": ", ".join(f"{k}={getattr(study, k)}" for k in MODELS[m].params) or "–"}
+               "params": ", ".join(f"{k}={v}" for k, v in model_params_for(study, m)) or "–"}
               for m in study.models]
     optimizer = (f"SGD with momentum {study.momentum:g}" if study.optimizer == "sgd" else "Adam") + \
         f", learning rate {study.lr:g} (constant), weight decay {study.weight_decay:g}"
@@ -206,11 +215,12 @@ def analyze_study(study: Study, runs_dir: str | Path) -> tuple[Results, pd.DataF
     return results, tidy, factor_columns, missing
 
 
-def render(context: dict, templates_dir: Path = TEMPLATES_DIR) -> str:
-    if not (templates_dir / "report.html.j2").is_file():
-        raise StoreError(f"report template {templates_dir / 'report.html.j2'} is missing; "
-                         "install initstudy from its repository checkout (pip install -e .)")
-    env = Environment(loader=FileSystemLoader(templates_dir), autoescape=select_autoescape(["html", "j2"]),
+def render(context: dict, folder: Path | None = None) -> str:
+    folder = folder or templates_dir()
+    if not (folder / "report.html.j2").is_file():
+        raise ReportError(f"report template {folder / 'report.html.j2'} is missing; reinstall initstudy "
+                          "(pip install .)")
+    env = Environment(loader=FileSystemLoader(folder), autoescape=select_autoescape(["html", "j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["fmt_p"] = fmt_p
@@ -245,8 +255,8 @@ def signal_rows(diag: pd.DataFrame, cell: CellResult) -> list[dict]:
     return rows
 
 
-PACKAGES = ("torch", "torchvision", "pytorch-lightning", "numpy", "scipy", "pandas", "statsmodels", "scikit-learn",
-            "matplotlib", "jinja2", "weasyprint")
+PACKAGES = ("initstudy", "torch", "torchvision", "pytorch-lightning", "numpy", "scipy", "pandas", "statsmodels",
+            "scikit-learn", "matplotlib", "jinja2", "weasyprint")
 VERDICT_MARK = {"supported": "✔", "contradicted": "✘", "inconclusive": "?", "not tested": "–"}
 
 
@@ -314,7 +324,7 @@ def claim_sentence(claim, v: CellVerdict) -> str:
     ci = f" [{fmt(v.ci[0])}, {fmt(v.ci[1])}]" if v.ci[0] is not None else ""
     text = f"Median difference in final accuracy, {claim.a} − {claim.b}: {fmt(v.effect)}{ci}; {v.test}"
     if claim.direction == "not_worse":
-        return text + f" ({v.note}); the Holm-adjusted pairwise test gives {p}."
+        return text + f": {p} ({v.note})."
     return text + f": {p}."
 
 
@@ -331,14 +341,19 @@ def claim_rows(verdicts: tuple[ClaimVerdict, ...]) -> list[dict]:
         where = "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in c.where) or "every cell"
         rows.append({"verdict": v, "text": c.text, "what": what, "where": where, "source": c.source,
                      "mark": VERDICT_MARK[v.verdict],
-                     "cells": [{"title": ", ".join(f"{k} {x}" for k, x in cv.factors.items()), "verdict": cv.verdict,
+                     "cells": [{"title": ", ".join(f"{k} {x}" for k, x in cv.factors.items() if x != NOT_APPLICABLE),
+                                "verdict": cv.verdict,
                                 "mark": VERDICT_MARK[cv.verdict], "sentence": claim_sentence(c, cv)}
                                for cv in v.cells]})
     return rows
 
 
-def threats(study: Study, results: Results, n_missing: int) -> list[str]:
-    """Threats to validity that apply to this study, derived from its settings."""
+def threats(study: Study, results: Results, n_missing: int, invalid: dict[str, str] | None = None,
+            versions: dict[str, int] | None = None) -> list[str]:
+    """Threats to validity that apply to this study, derived from its settings.
+
+    `invalid`: run id -> why its finished record cannot be used; `versions`: initstudy version -> analysed runs.
+    """
     out = [f"One dataset ({study.dataset}): differences between initializers may not transfer to other data.",
            f"One constant learning rate ({study.lr:g}) and one optimizer ({study.optimizer}) for every initializer: "
            "initialization and step size interact, so an initializer that needs another learning rate is judged "
@@ -358,6 +373,16 @@ def threats(study: Study, results: Results, n_missing: int) -> list[str]:
     if n_missing:
         out.append(f"{n_missing} planned runs are unfinished and left out; if they fail for a reason linked to the "
                    "initializer, the results are biased.")
+    if invalid:
+        shown = "; ".join(f"{run} ({why})" for run, why in list(invalid.items())[:5])
+        more = f"; and {len(invalid) - 5} more" if len(invalid) > 5 else ""
+        out.append(f"{len(invalid)} run(s) recorded as finished have invalid files and are left out, counted as "
+                   f"unfinished: {shown}{more}. `initstudy train` redoes them.")
+    if versions and len(versions) > 1:
+        out.append("The runs were trained by several initstudy versions ("
+                   + ", ".join(f"{v}: {n} runs" for v, n in versions.items()) + "); a run is reused after an "
+                   "upgrade, so a change in training between versions would differ between runs. The run list in "
+                   "the appendix gives each run's version.")
     if any(c.source for c in study.claims):
         out.append("The claims' sources mostly state no dataset, architecture or budget: each claim is tested in "
                    "this study's setting only, and a verdict here does not settle it elsewhere.")
@@ -378,18 +403,28 @@ def power_rows(results: Results) -> list[dict]:
     return rows
 
 
-def runs_table(specs, store: RunStore) -> tuple[list[dict], dict[str, int], dict[str, int]]:
-    """(one row per planned run, counts by status, counts by training device)."""
-    rows, statuses, devices = [], {}, {}
+def runs_table(specs, store: RunStore) -> tuple[list[dict], dict[str, int], dict[str, int], dict[str, str],
+                                                dict[str, int]]:
+    """(one row per planned run, counts by status, counts by training device, invalid run id -> reason,
+    initstudy version -> finished runs). A finished run with invalid files has status "invalid"."""
+    rows, statuses, devices, invalid, versions = [], {}, {}, {}, {}
     for spec in specs:
         info = store.info(spec.run_id)
         status = info.get("status") or "not started"
+        version = None
+        if status in FINISHED:
+            reason = store.invalid_reason(spec.run_id)
+            if reason:
+                status, invalid[spec.run_id] = "invalid", reason
+            else:
+                version = run_version(info)
+                versions[version] = versions.get(version, 0) + 1
         statuses[status] = statuses.get(status, 0) + 1
         if info.get("device"):
             devices[info["device"]] = devices.get(info["device"], 0) + 1
         rows.append({"id": spec.run_id, "cell": f"{spec.model} / {spec.activation}", "initializer": spec.init.label,
-                     "seed": spec.seed, "status": status, "seconds": info.get("seconds")})
-    return rows, statuses, devices
+                     "seed": spec.seed, "status": status, "seconds": info.get("seconds"), "version": version})
+    return rows, statuses, devices, invalid, versions
 
 
 def csv_uri(text: str) -> str:
@@ -444,7 +479,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
                       "figures": figures, "rmst": rmst,
                       "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
     verdicts = evaluate_claims(study.claims, results, finals)
-    runs, statuses, devices = runs_table(specs, store)
+    runs, statuses, devices, invalid, run_versions = runs_table(specs, store)
     tidy_csv = tidy.to_csv(index=False)
     diag_csv = diag.to_csv(index=False) if not diag.empty else ""
     blob = json.dumps(study_dict(study), sort_keys=True, default=str)
@@ -452,7 +487,8 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
         "study": study, "methods": methods(study), "cells": cells, "claims": claim_rows(verdicts),
         "claim_counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARK},
         "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
-        "statuses": statuses, "devices": devices, "runs": runs, "threats": threats(study, results, len(missing)),
+        "statuses": statuses, "devices": devices, "runs": runs,
+        "threats": threats(study, results, len(missing), invalid, run_versions), "run_versions": run_versions,
         "power": power_rows(results), "factorial": results.factorial,
         "mde": [{"title": _cell_title(c), **c.power.to_dict()} for c in results.cells if c.power],
         "versions": package_versions(), "hardware": hardware(), "commit": _git_commit(),
@@ -482,11 +518,17 @@ def weasyprint():
 def write_pdf(html: str, path: Path, base_dir: Path) -> int:
     """Print `html` to `path` with WeasyPrint; returns the page count."""
     wp = weasyprint()
-    for name in ("weasyprint", "fontTools"):  # layout chatter (unsupported CSS, font subsetting) is not news
-        logging.getLogger(name).setLevel(logging.ERROR)
-    doc = wp.HTML(string=html, base_url=str(base_dir)).render()
-    tmp = path.with_suffix(".pdf.tmp")
-    doc.write_pdf(tmp)
+    loggers = [logging.getLogger(name) for name in ("weasyprint", "fontTools")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:  # layout chatter (unsupported CSS, font subsetting) is not news; the caller's levels return
+        lg.setLevel(logging.ERROR)
+    try:
+        doc = wp.HTML(string=html, base_url=str(base_dir)).render()
+        tmp = path.with_suffix(".pdf.tmp")
+        doc.write_pdf(tmp)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     tmp.replace(path)
     return len(doc.pages)
 

@@ -97,7 +97,10 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
     """(points [(epoch, S(epoch))] for 0..budget, median, (median CI low, high)).
 
     S is the probability of not yet having reached the threshold; the median is
-    the first epoch with S <= 0.5 (None when never), its CI Brookmeyer-Crowley.
+    the first epoch with S <= 0.5 (None when never; R's survfit takes the midpoint
+    to the next event time when S = 0.5 exactly). Its 95% CI is Brookmeyer-Crowley
+    on the log-log scale, as R's survfit(conf.type = "log-log") (not R's default
+    "log"); an upper limit that would fall where S = 0 is None, as R's NA.
     """
     if event.sum() == 0:
         return tuple((e, 1.0) for e in range(budget + 1)), None, (None, None)
@@ -116,6 +119,8 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
             lo, hi = sf.quantile_ci(0.5)
     except (ValueError, ZeroDivisionError, FloatingPointError):
         lo, hi = np.nan, np.nan
+    if math.isfinite(hi) and s_at(hi) == 0.0:  # the log-log band is undefined where S = 0: R reports NA
+        hi = np.nan
     return points, median, (_num(lo), _num(hi))
 
 
@@ -205,12 +210,92 @@ def logrank(time, event, group, strata=None) -> TestResult:
     return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
 
 
-def _phreg(time, event, x, strata):
-    from statsmodels.duration.hazard_regression import PHReg
+@dataclass(frozen=True)
+class CoxFit:
+    """A Cox proportional-hazards fit (Efron ties) by Newton-Raphson with step-halving, as R's coxph."""
+    params: np.ndarray  # (p,) log hazard ratios
+    se: np.ndarray  # (p,) Wald standard errors from the inverse information at `params`
+    llf: float  # log partial likelihood at `params`
+    separated: np.ndarray  # (p,) bool: the likelihood has no finite maximum along this coefficient
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter; non-finite results are checked by callers
-        return PHReg(time, x, status=event, ties="efron", strata=strata).fit()
+
+def _efron_design(time, event, strata):
+    """Risk-set (G, n) and death (G, n) indicators for the G distinct (stratum, event time) pairs, and for
+    the d_g tied deaths of each group its row index and Efron fraction l / d_g, l = 0 .. d_g - 1."""
+    keys = np.unique(np.column_stack([strata[event == 1], time[event == 1]]), axis=0)
+    risk = (strata[None, :] == keys[:, :1]) & (time[None, :] >= keys[:, 1:])
+    dead = risk & (time[None, :] == keys[:, 1:]) & (event[None, :] == 1)
+    d = dead.sum(axis=1)
+    rows = np.repeat(np.arange(len(keys)), d)
+    frac = np.concatenate([np.arange(k) / k for k in d]) if len(d) else np.zeros(0)
+    return risk, dead, rows, frac
+
+
+def _efron(beta, x, design, derivatives=True):
+    """(log partial likelihood, score (p,), information (p, p)) at beta with Efron's tie correction."""
+    risk, dead, rows, frac = design
+    eta = x @ beta
+    top = np.where(risk, eta[None, :], -np.inf).max(axis=1)  # per risk set, so no sum underflows to 0
+    w = np.where(risk, np.exp(np.minimum(eta[None, :] - top[:, None], 0.0)), 0.0)  # (G, n)
+    wd = np.where(dead, w, 0.0)
+    den = w.sum(axis=1)[rows] - frac * wd.sum(axis=1)[rows]
+    ll = float(eta @ dead.sum(axis=0) - (np.log(den) + top[rows]).sum())
+    if not derivatives:
+        return ll, None, None
+    mean = ((w @ x)[rows] - frac[:, None] * (wd @ x)[rows]) / den[:, None]  # (D, p) Efron-weighted means
+    xx = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
+    second = ((w @ xx)[rows] - frac[:, None] * (wd @ xx)[rows]) / den[:, None]
+    p = x.shape[1]
+    info = second.sum(axis=0).reshape(p, p) - mean.T @ mean
+    return ll, dead.sum(axis=0) @ x - mean.sum(axis=0), info
+
+
+def _newton_step(info: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """info^-1 score, solved exactly: a least-squares cut-off would zero the step along a separated
+    coefficient, whose information and score both vanish."""
+    try:
+        step = np.linalg.solve(info, score)
+        if np.all(np.isfinite(step)):
+            return step
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(info, score, rcond=None)[0]  # exactly singular (an all-zero column)
+
+
+def cox_fit(time, event, x, strata=None, max_iter: int = 200) -> CoxFit:
+    """Maximise the Efron log partial likelihood of covariates `x` (n, p) for right-censored `time`,
+    `event` (n,), stratified when `strata` (n,) is given.
+
+    Newton-Raphson from 0, halving a step whenever it lowers the (concave) likelihood, as R's coxph does,
+    so it converges wherever a finite maximum exists. Where none does (e.g. an arm whose every event
+    comes before every event it competes with) the likelihood keeps rising as a coefficient grows without
+    bound: the gain vanishes while the Newton step along that coefficient stays near one unit instead of
+    shrinking quadratically. Such coefficients are flagged `separated` (R warns they "may be infinite")."""
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    x = np.asarray(x, float).reshape(len(time), -1)
+    strata = np.zeros(len(time)) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
+    design = _efron_design(time, event, strata.astype(float))
+    beta = np.zeros(x.shape[1])
+    ll, score, info = _efron(beta, x, design)
+    step = _newton_step(info, score)
+    for _ in range(max_iter):
+        if np.max(np.abs(step), initial=0.0) < 1e-9 * (1 + np.max(np.abs(beta), initial=0.0)):
+            break
+        new = beta + step
+        ll_new = _efron(new, x, design, False)[0]
+        for _ in range(60):
+            if ll_new >= ll:
+                break
+            new = (beta + new) / 2
+            ll_new = _efron(new, x, design, False)[0]
+        gain, beta = ll_new - ll, new
+        ll, score, info = _efron(beta, x, design)
+        step = _newton_step(info, score)
+        if gain <= 1e-13 * (1 + abs(ll)):  # converged in likelihood; `step` tells a maximum from a supremum
+            break
+    separated = (np.abs(step) > 1e-6) & (np.abs(step) > 1e-4 * np.abs(beta))
+    var = np.diag(np.linalg.pinv(info, rcond=1e-12))
+    return CoxFit(beta, np.sqrt(np.where(var > 0, var, np.nan)), ll, separated)
 
 
 def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
@@ -229,15 +314,17 @@ def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
     keep = np.isin(group, [reference, *fit_arms])
     if fit_arms:
         x = np.column_stack([(group[keep] == a).astype(float) for a in fit_arms])
-        res = _phreg(time[keep], event[keep], x, None if strata is None else np.asarray(strata)[keep])
-        with np.errstate(over="ignore"):  # a separated arm overflows; it is flagged below
-            ci, hrs = np.exp(res.conf_int()), np.exp(res.params)
+        fit = cox_fit(time[keep], event[keep], x, None if strata is None else np.asarray(strata)[keep])
         for j, a in enumerate(fit_arms):
-            hr, p = float(hrs[j]), float(res.pvalues[j])
-            finite = math.isfinite(hr) and math.isfinite(p) and 1e-8 < hr < 1e8
-            out[a] = CoxResult(a, reference, hr if finite else None,
-                               (float(ci[j, 0]), float(ci[j, 1])) if finite else (None, None),
-                               p if finite else None, "" if finite else "did not converge (separation)")
+            b, se = float(fit.params[j]), float(fit.se[j])
+            if fit.separated[j] or not (math.isfinite(b) and math.isfinite(se) and se > 0):
+                out[a] = CoxResult(a, reference, None, (None, None), None,
+                                   "separation: the partial likelihood has no finite maximum (hazard ratio "
+                                   + ("infinite)" if b > 0 else "zero)"))
+                continue
+            # Wald interval and p as R's summary(coxph): exp(coef +- z se), 2 P(Z > |coef / se|).
+            out[a] = CoxResult(a, reference, math.exp(b), (math.exp(b - Z95 * se), math.exp(b + Z95 * se)),
+                               float(2 * stats.norm.sf(abs(b / se))))
     return [out[a] for a in arms]
 
 
@@ -251,13 +338,15 @@ def cox_interaction(time, event, group, factor, strata=None) -> TestResult:
     inter = [(group == g) * (factor == f).astype(float) for g in g_levels[1:] for f in f_levels[1:]]
     if not main or not inter or event.sum() == 0:
         return TestResult("cox_interaction_lr", None, None, None, "nothing to test")
-    reduced = _phreg(time, event, np.column_stack(main), strata)
-    full = _phreg(time, event, np.column_stack(main + inter), strata)
+    reduced = cox_fit(time, event, np.column_stack(main), strata)
+    full = cox_fit(time, event, np.column_stack(main + inter), strata)
     stat = 2 * (full.llf - reduced.llf)
     if not (math.isfinite(stat) and stat >= -1e-8):
         return TestResult("cox_interaction_lr", None, len(inter), None, "fit failed")
-    note = "an arm that never reaches the threshold in some level makes the fit separated; read with care" if any(
-        event[(group == g) & (factor == f)].sum() == 0 for g in g_levels for f in f_levels) else ""
+    # Without a finite maximum the LR statistic compares suprema (as R's anova(coxph) does): still valid
+    # as a likelihood ratio, but its chi-square reference is rough.
+    note = ("a fit is separated (some arm and level's events all come before or after the others'); read "
+            "with care") if full.separated.any() or reduced.separated.any() else ""
     return TestResult("cox_interaction_lr", max(stat, 0.0), len(inter), float(stats.chi2.sf(max(stat, 0.0), len(inter))),
                       note)
 
@@ -403,29 +492,103 @@ def two_way_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, block: np.ndarray
 
 # ---------------------------------------------------------------- accuracy: pairwise tests
 
+EXACT_WITH_TIES = 13  # rank tests are exact with ties (or zero differences) up to this many runs per arm
+EXACT_NO_TIES = 50  # and without ties up to this many (R's wilcox.test: exact below 50)
+
+
+def _subset_sum_counts(scores: np.ndarray, k: int | None) -> np.ndarray:
+    """Number of ways each integer total arises: over all sign choices of `scores` (k None: each score in
+    or out), or over the subsets of exactly k scores. scores: (m,) non-negative integers."""
+    total = int(scores.sum())
+    if k is None:
+        counts = np.zeros(total + 1)
+        counts[0] = 1.0
+        for s in scores:
+            counts[s:] = counts[s:] + counts[:total + 1 - s].copy()
+        return counts
+    counts = np.zeros((k + 1, total + 1))
+    counts[0, 0] = 1.0
+    for s in scores:  # each score joins the subsets built so far, from the largest size down
+        counts[1:, s:] = counts[1:, s:] + counts[:-1, :total + 1 - s].copy()
+    return counts[k]
+
+
+def _two_sided_exact(counts: np.ndarray, observed: int) -> float:
+    """P(|S - E S| >= |s - E S|) under the null counts of the integer statistic S, as R's coin does
+    (with ties the rank-sum distribution is not symmetric, so this is not twice a tail)."""
+    probs = counts / counts.sum()
+    values = np.arange(len(counts))
+    mean = float(values @ probs)
+    far = np.abs(values - mean) >= abs(observed - mean) - 1e-9 * (1 + len(counts))
+    return float(min(1.0, probs[far].sum()))
+
+
 def wilcoxon(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Two-sided Wilcoxon signed-rank on paired x - y, zero differences split between signs."""
-    d = x - y
+    """Two-sided Wilcoxon signed-rank test on paired x - y: (min(V+, V-), p), zero differences ranked and
+    their ranks split between the signs (zsplit).
+
+    Exact (the distribution over the 2^n sign flips of the nonzero differences, conditional on ties and
+    zeros; R's coin::wilcoxsign_test(zero.method = "Pratt", distribution = "exact")) when n <= 13, or when
+    there are no ties or zeros and n <= 50 (R's wilcox.test(exact = TRUE)); otherwise the normal
+    approximation with the zero-split variance sum(rank^2) / 4 and no continuity correction."""
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
     if np.all(d == 0):
         return 0.0, 1.0
-    res = stats.wilcoxon(x, y, zero_method="zsplit", alternative="two-sided")
-    return float(res.statistic), float(res.pvalue)
+    ranks = stats.rankdata(np.abs(d))
+    half_zero = ranks[d == 0].sum() / 2
+    v_plus, v_minus = ranks[d > 0].sum() + half_zero, ranks[d < 0].sum() + half_zero
+    ties = (d == 0).any() or len(np.unique(np.abs(d))) < n
+    if n <= EXACT_WITH_TIES or (not ties and n <= EXACT_NO_TIES):
+        doubled = np.rint(2 * ranks[d != 0]).astype(int)  # midranks are multiples of 1/2
+        p = _two_sided_exact(_subset_sum_counts(doubled, None), int(np.rint(2 * ranks[d > 0].sum())))
+    else:
+        z = (v_plus - n * (n + 1) / 4) / math.sqrt((ranks ** 2).sum() / 4)
+        p = float(2 * stats.norm.sf(abs(z)))
+    return float(min(v_plus, v_minus)), p
 
 
 def mannwhitney(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    if np.all(np.concatenate([x, y]) == x[0]):
-        return float(len(x) * len(y) / 2), 1.0
-    res = stats.mannwhitneyu(x, y, alternative="two-sided")
-    return float(res.statistic), float(res.pvalue)
+    """Two-sided Mann-Whitney U test: (U of x, p). Exact (the permutation distribution of the rank sum,
+    conditional on ties; R's coin::wilcox_test(distribution = "exact")) when both arms have <= 13 runs,
+    or when there are no ties and both have <= 50 (R's wilcox.test(exact = TRUE)); otherwise the normal
+    approximation with the tie-corrected variance and no continuity correction
+    (R's wilcox.test(exact = FALSE, correct = FALSE))."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    nx, ny = len(x), len(y)
+    pooled = np.concatenate([x, y])
+    if np.all(pooled == pooled[0]):
+        return float(nx * ny / 2), 1.0
+    ranks = stats.rankdata(pooled)
+    u = float(ranks[:nx].sum() - nx * (nx + 1) / 2)
+    ties = len(np.unique(pooled)) < len(pooled)
+    if max(nx, ny) <= EXACT_WITH_TIES or (not ties and max(nx, ny) <= EXACT_NO_TIES):
+        doubled = np.rint(2 * ranks).astype(int)
+        small = slice(0, nx) if nx <= ny else slice(nx, None)  # either arm's rank sum gives the same p
+        p = _two_sided_exact(_subset_sum_counts(doubled, min(nx, ny)), int(doubled[small].sum()))
+    else:
+        n = nx + ny
+        _, t = np.unique(pooled, return_counts=True)
+        var = nx * ny / 12 * ((n + 1) - (t ** 3 - t).sum() / (n * (n - 1)))
+        p = float(2 * stats.norm.sf(abs(u - nx * ny / 2) / math.sqrt(var)))
+    return u, p
 
 
 def paired_t(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float, float | None]:
-    """(t, df, two-sided p) of the paired t-test on x - y; None when the differences have no variance."""
-    d = x - y
-    if len(d) < 2 or np.all(d == d[0]):
-        return None, len(d) - 1, (1.0 if len(d) and np.all(d == 0) else None)
-    res = stats.ttest_rel(x, y)
-    return float(res.statistic), float(res.df), float(res.pvalue)
+    """(t, df, two-sided p) of the paired t-test on x - y. None when the differences are constant up to
+    rounding, by R's t.test rule: standard error < 10 * machine epsilon * |mean difference| ("data are
+    essentially constant"); p = 1 when every difference is exactly 0."""
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
+    if n < 2:
+        return None, n - 1, None
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
+    if np.all(d == 0):
+        return None, n - 1, 1.0
+    if se < 10 * np.finfo(float).eps * abs(mean):
+        return None, n - 1, None
+    t = mean / se
+    return float(t), float(n - 1), float(2 * stats.t.sf(abs(t), n - 1))
 
 
 def _pairs_from(groups: dict[str, np.ndarray]):
@@ -571,7 +734,7 @@ def shapiro(values: np.ndarray) -> tuple[float | None, float | None]:
 def levene(groups: list[np.ndarray]) -> TestResult:
     """Brown-Forsythe (median-centred Levene) test of equal variances; R's car::leveneTest default."""
     groups = [g[np.isfinite(g)] for g in groups]
-    if any(len(g) < 2 for g in groups) or all(np.all(g == g[0]) for g in groups):
+    if len(groups) < 2 or any(len(g) < 2 for g in groups) or all(np.all(g == g[0]) for g in groups):
         return TestResult("levene", None, len(groups) - 1, None, "too few runs or no variance")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -580,26 +743,47 @@ def levene(groups: list[np.ndarray]) -> TestResult:
                       sum(len(g) for g in groups) - len(groups))
 
 
+def _t_power(effect: float, n: float, alpha: float, paired: bool) -> float:
+    """Power of the two-sided t-test at `alpha` for standardized `effect` with n pairs (paired: one-sample
+    t on differences, df n - 1, ncp effect sqrt(n)) or n per arm (two-sample, df 2(n - 1), ncp effect
+    sqrt(n / 2)), both rejection tails counted as in R's power.t.test(strict = TRUE)."""
+    df, ncp = (n - 1, effect * math.sqrt(n)) if paired else (2 * (n - 1), effect * math.sqrt(n / 2))
+    q = stats.t.isf(alpha / 2, df)
+    # P(T < -q) as P(T' > q) under -ncp: scipy's far left tail of the noncentral t can be NaN.
+    return float(stats.nct.sf(q, df, ncp) + stats.nct.sf(q, df, -ncp))
+
+
+def _increasing_root(f, lo: float, hi: float, limit: float) -> float | None:
+    """The root of increasing f on [lo, hi], widening hi by factors of 10 up to `limit` until f(hi) > 0
+    (R's uniroot(extendInt = "upX")); None when f never turns positive."""
+    from scipy.optimize import brentq
+
+    while f(hi) <= 0:
+        if hi >= limit:
+            return None
+        hi *= 10
+    return float(brentq(f, lo, hi, xtol=1e-12, maxiter=500))
+
+
 def mde_t(n: int, alpha: float, paired: bool, power: float = POWER) -> float | None:
     """Smallest standardized effect (d_z paired with n pairs; d unpaired with n per arm) that a two-sided
-    t-test at `alpha` detects with `power`."""
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-
+    t-test at `alpha` detects with `power`: the root of the noncentral-t power in the effect, bracketed
+    (power is increasing in the effect), as R's power.t.test(strict = TRUE). None for n < 2."""
     if n < 2:
         return None
-    if paired:
-        return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power))
-    return float(TTestIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=1.0))
+    return _increasing_root(lambda d: _t_power(d, n, alpha, paired) - power, 1e-10, 10.0, 1e7)
 
 
 def seeds_needed(effect: float, alpha: float, paired: bool, power: float = POWER) -> int:
-    """Seeds (pairs, or runs per arm) for a two-sided t-test at `alpha` to detect `effect` with `power`."""
-    from statsmodels.stats.power import TTestIndPower, TTestPower
-
-    if paired:
-        n = TTestPower().solve_power(effect_size=effect, nobs=None, alpha=alpha, power=power)
-    else:
-        n = TTestIndPower().solve_power(effect_size=effect, nobs1=None, alpha=alpha, power=power, ratio=1.0)
+    """Seeds (pairs, or runs per arm) for a two-sided t-test at `alpha` to detect `effect` with `power`:
+    the bracketed root in n (from 2, as R's power.t.test(strict = TRUE)), rounded up."""
+    f = lambda n: _t_power(abs(effect), n, alpha, paired) - power  # noqa: E731
+    if f(2.0) >= 0:
+        return 2
+    n = _increasing_root(f, 2.0, 100.0, 1e9)
+    if n is None:  # beyond 1e9 seeds the t-test is the z-test
+        z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
+        n = (1 if paired else 2) * (z / abs(effect)) ** 2
     return int(math.ceil(n - 1e-9))
 
 

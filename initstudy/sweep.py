@@ -18,9 +18,9 @@ from typing import Iterator
 
 from .config import RunSpec, Study, expand
 from .executors import InProcess, Outcome
-from .store import FINISHED, RunStore
+from .store import FINISHED, RunStore, run_version
 
-COUNTED = ("done", "diverged", "failed", "pending")
+COUNTED = ("done", "diverged", "failed", "invalid", "pending")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class SweepEvent:
 
 @dataclass
 class Plan:
-    todo: list[RunSpec]  # runs to train now, in study order
+    todo: list[RunSpec]  # runs to train now, in study order (invalid finished runs included: they are redone)
     finished: int  # runs already done or diverged
     failed: list[RunSpec]  # runs recorded as failed and left alone (no --retry-failed)
 
@@ -96,10 +96,12 @@ def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec], executor=
 @dataclass
 class StudyStatus:
     total: int  # runs in the study
-    counts: dict  # done, diverged, failed, pending (never started, running, or left half-written)
+    counts: dict  # done, diverged, failed, invalid, pending (never started, running, or left half-written)
     running: int  # pending runs whose run.json says running: training now, or left by a stopped train
     failures: list[dict] = field(default_factory=list)  # run_id, initializer, seed, error (one line)
-    eta_seconds: float | None = None  # pending x median run seconds / runs at once; None before any run finished
+    eta_seconds: float | None = None  # to train x median run seconds / runs at once; None before any run finished
+    invalid: list[dict] = field(default_factory=list)  # run_id, initializer, seed, reason: finished, unusable files
+    versions: dict = field(default_factory=dict)  # initstudy version -> finished runs it recorded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,15 +115,22 @@ def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
     """
     store = RunStore(runs_dir, study.name)
     counts = dict.fromkeys(COUNTED, 0)
-    running, failures, seconds, last = 0, [], [], (0.0, 1)
+    running, failures, invalid, versions, seconds, last = 0, [], [], {}, [], (0.0, 1)
     for spec in expand(study):
         info = store.info(spec.run_id)
         state = info.get("status")
-        if state in FINISHED and store.is_finished(spec.run_id):
+        reason = store.invalid_reason(spec.run_id) if state in FINISHED else None
+        if state in FINISHED and not reason:
             counts[state] += 1
+            version = run_version(info)
+            versions[version] = versions.get(version, 0) + 1
             if isinstance(info.get("seconds"), (int, float)):
                 seconds.append(info["seconds"])
             last = max(last, (info.get("finished", 0.0), info.get("parallel", 1)))
+        elif reason:
+            counts["invalid"] += 1
+            invalid.append({"run_id": spec.run_id, "initializer": spec.init.label, "seed": spec.seed,
+                            "reason": reason})
         elif state == "failed":
             counts["failed"] += 1
             error = str(info.get("error") or "no error recorded").splitlines()[0]  # older records held the traceback
@@ -130,9 +139,9 @@ def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
         else:
             counts["pending"] += 1
             running += state == "running"
-    eta = None
-    if not counts["pending"]:
+    eta, todo = None, counts["pending"] + counts["invalid"]
+    if not todo:
         eta = 0.0
     elif seconds:
-        eta = round(counts["pending"] * statistics.median(seconds) / max(1, last[1]), 1)
-    return StudyStatus(sum(counts.values()), counts, running, failures, eta)
+        eta = round(todo * statistics.median(seconds) / max(1, last[1]), 1)
+    return StudyStatus(sum(counts.values()), counts, running, failures, eta, invalid, versions)

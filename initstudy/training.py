@@ -16,8 +16,9 @@ import signal
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -39,12 +40,14 @@ EVAL_BATCH = 128
 
 def versions() -> dict:
     """The library versions a run trained with, for its run.json and the report."""
-    return {"python": platform.python_version(), "torch": torch.__version__,
+    from . import __version__
+
+    return {"initstudy": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "pytorch_lightning": pl.__version__, "platform": platform.platform()}
 
 
 def derive_seed(seed: int, stream: str) -> int:
-    """An independent 63-bit seed per (run seed, stream): 'init', 'data' or 'torch'."""
+    """An independent 63-bit seed per (run seed, stream), e.g. 'init' or 'data'."""
     digest = hashlib.sha256(f"initstudy:{stream}:{seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
 
@@ -59,10 +62,58 @@ def weights_sha256(net: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def float32_reference() -> None:
-    """Keep CUDA convolutions and matmuls in true float32: cuDNN would use TF32 on Ampere and later by default."""
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+class ProcessSetting:
+    """A process-wide setting that runs hold while they train, as a context: the first run in applies it, the
+    last run out puts back what it found. Runs training in threads at once thus never undo each other's
+    setting, and the caller (a notebook, a test, a user's own training) keeps its own."""
+
+    def __init__(self, apply: Callable[[], object], restore: Callable[[object], None]):
+        self._apply, self._restore = apply, restore  # apply() -> the state it replaced; restore(that state)
+        self._lock, self._holders, self._saved = threading.Lock(), 0, None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                self._saved = self._apply()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._restore(self._saved)
+                    self._saved = None
+
+
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """(owner, attribute, value for true float32) of the switches that let CUDA use TF32. torch >= 2.9 has
+    per-backend precisions, and mixing them with the legacy flags makes torch raise, so only one set is used."""
+    b = torch.backends
+    if hasattr(b, "fp32_precision"):
+        return [(b.cuda.matmul, "fp32_precision", "ieee"), (b.cudnn.conv, "fp32_precision", "ieee"),
+                (b.cudnn.rnn, "fp32_precision", "ieee")]
+    return [(b.cuda.matmul, "allow_tf32", False), (b.cudnn, "allow_tf32", False)]
+
+
+def _tf32_off() -> list:
+    # cuDNN and cuBLAS would use TF32 on Ampere and later by default.
+    switches = _tf32_switches()
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    for owner, name, value in switches:
+        setattr(owner, name, value)
+    return saved
+
+
+def _tf32_restore(saved: list) -> None:
+    for (owner, name, _), value in zip(_tf32_switches(), saved):
+        setattr(owner, name, value)
+
+
+# `with float32_reference():` keeps CUDA convolutions and matmuls in true float32 while a run trains, then
+# restores the caller's TF32 settings.
+float32_reference = ProcessSetting(_tf32_off, _tf32_restore)
 
 
 @dataclass
@@ -222,18 +273,45 @@ def make_optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
 
 
-def quiet_lightning() -> None:
-    """Lightning's banners and hints would break the sweep's single progress bar."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
+
+
+def _silence_lightning() -> tuple:
+    levels = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+    for name in LIGHTNING_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    filters = warnings.catch_warnings()
+    filters.__enter__()  # left in `_restore_lightning`, by whichever run is the last to finish
     warnings.filterwarnings("ignore", module="pytorch_lightning")
     warnings.filterwarnings("ignore", module="lightning_fabric")
+    return levels, filters
+
+
+def _restore_lightning(saved: tuple) -> None:
+    levels, filters = saved
+    filters.__exit__(None, None, None)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+# `with quiet_lightning():` silences Lightning's banners and hints (they would break the sweep's single
+# progress bar) while runs train; the caller's logging levels and warning filters come back afterwards.
+quiet_lightning = ProcessSetting(_silence_lightning, _restore_lightning)
+
+
+_GLOBAL_RNG = threading.Lock()
 
 
 def build_run(spec: RunSpec, dataset: Dataset) -> torch.nn.Module:
-    """The model of `spec`, initialised by its initializer from the run's init generator."""
-    net = build_model(spec.model, dataset.in_channels, dataset.image_size, dataset.num_classes,
-                      spec.activation, **dict(spec.model_params))
+    """The model of `spec`, initialised by its initializer from the run's init generator.
+
+    torch's layers draw their default weights from the global generator as they are built; the initializer
+    then overwrites every weight it is responsible for from the run's own generator (tests/test_sweep.py).
+    The global generator's state is put back afterwards, so building a run leaves it as it was.
+    """
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        net = build_model(spec.model, dataset.in_channels, dataset.image_size, dataset.num_classes,
+                          spec.activation, **dict(spec.model_params))
     apply_init(net, spec.init, spec.activation, torch.Generator().manual_seed(derive_seed(spec.seed, "init")),
                batch=dataset.probe[0])
     return net
@@ -248,14 +326,20 @@ def train_run(spec: RunSpec, data_dir: str | None = None, accelerator: str = "au
     at its next minibatch. Runs may train in several threads at once: nothing here draws from
     torch's global generator that a run's numbers depend on (initializers and the data order
     draw from the run's own generators; tests/test_sweep.py checks threads against one by one).
+
+    Process-wide state is held only while the run trains and then put back: TF32 off
+    (`float32_reference`), Lightning's loggers and warnings quiet (`quiet_lightning`); torch's
+    global generator is left as it was (`build_run`).
     """
-    quiet_lightning()
-    float32_reference()
+    with quiet_lightning(), float32_reference():
+        return _train_run(spec, data_dir, accelerator, dataset, stop)
+
+
+def _train_run(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: Dataset | None,
+               stop: threading.Event | None) -> RunResult:
     start = time.perf_counter()
     if dataset is None:
         dataset = load_dataset(spec.dataset, data_dir, spec.split_seed)
-    # Only for code that draws from torch's global generator anyway; runs training in threads share it.
-    torch.manual_seed(derive_seed(spec.seed, "torch"))
     net = build_run(spec, dataset)
     init_sha = weights_sha256(net)
     diagnostics = layer_diagnostics(net, spec.init, spec.activation, *dataset.probe)

@@ -6,6 +6,7 @@ import pytest
 
 from initstudy.analysis import (analyze, analyze_cell, friedman, holm, kaplan_meier, kruskal, logrank,
                                 mannwhitney, run_outcomes, wilcoxon)
+from initstudy.errors import StudyError
 
 # Freireich et al. (1963) remission times, weeks, as the 'gehan' data of R's MASS package.
 GEHAN_6MP = [6, 6, 6, 6, 7, 9, 10, 10, 11, 13, 16, 17, 19, 20, 22, 23, 25, 32, 32, 34, 35]
@@ -167,14 +168,43 @@ def test_diverged_runs_are_censored_at_budget_and_rank_worst():
     assert arm_b.n_diverged == 6 and arm_b.final_acc_mean is None
 
 
-def test_unpaired_when_seed_sets_differ():
+def test_a_missing_run_keeps_the_cell_paired_on_the_shared_seeds():
+    """The design is fixed in advance: one missing run drops its seed from the paired tests (with a note
+    naming it), it does not switch the cell to unpaired tests."""
+    rng = np.random.default_rng(5)
+    full = synthetic({"a": lambda r: 3, "b": lambda r: 5, "c": lambda r: 4}, 6, 8, rng)
+    tidy = full[~((full["initializer"] == "b") & (full["seed"] == 0))]
+    cell = analyze_cell(tidy, {}, 0.9, 8)
+    assert cell.design == "paired" and cell.seeds == (1, 2, 3, 4, 5)
+    assert [a.n_runs for a in cell.arms] == [5, 5, 5]
+    note = next(n for n in cell.notes if n.startswith("Paired on the 5 seeds"))
+    assert "seed 0 of a (missing in b)" in note and "seed 0 of c (missing in b)" in note
+    assert [t.test for t in cell.final_omnibus] == ["friedman", "iman_davenport", "rm_anova"]
+    assert {p.test for p in cell.final_pairwise} == {"wilcoxon", "paired_t"}
+    # The same as analysing only the shared seeds.
+    same = analyze_cell(full[full["seed"] != 0], {}, 0.9, 8)
+    assert [p.pvalue for p in cell.final_pairwise] == [p.pvalue for p in same.final_pairwise]
+    assert cell.ett_omnibus == same.ett_omnibus
+    # No complete seed in common beyond one: unpaired, and said so; forcing the design overrides it.
+    disjoint = full[(full["initializer"] == "a") | (full["seed"] >= 5)]
+    un = analyze_cell(disjoint, {}, 0.9, 8, ["a", "b"])
+    assert un.design == "unpaired" and any("fewer than 2 seeds are shared" in n for n in un.notes)
+    assert [t.test for t in un.final_omnibus][-1] == "kruskal" and un.final_pairwise[0].test == "mannwhitney"
+    forced = analyze_cell(tidy, {}, 0.9, 8, design="unpaired")
+    assert forced.design == "unpaired" and [a.n_runs for a in forced.arms] == [6, 5, 6]
+    assert [p.test for p in forced.final_pairwise] == ["mannwhitney"] * 3 + ["tukey_hsd"] * 3 + ["games_howell"] * 3
+    with pytest.raises(StudyError, match="design 'blocked' is unknown; use one of auto, paired, unpaired"):
+        analyze_cell(tidy, {}, 0.9, 8, design="blocked")
+
+
+def test_unpaired_when_seed_sets_are_disjoint():
     rng = np.random.default_rng(5)
     tidy = synthetic({"a": lambda r: 3, "b": lambda r: 5}, 6, 8, rng)
-    tidy = tidy[~((tidy["initializer"] == "b") & (tidy["seed"] == 0))]
+    tidy = tidy[(tidy["initializer"] == "a") | (tidy["seed"] == 0)]
     cell = analyze_cell(tidy, {}, 0.9, 8)
     assert cell.design == "unpaired"
-    assert [t.test for t in cell.final_omnibus] == ["anova", "welch_anova", "kruskal"]
-    assert [p.test for p in cell.final_pairwise] == ["mannwhitney", "tukey_hsd", "games_howell"]
+    assert [t.test for t in cell.final_omnibus] == ["kruskal"]  # b has 1 run: no ANOVA
+    assert [p.test for p in cell.final_pairwise] == ["mannwhitney"]
 
 
 def test_analyze_is_deterministic_and_json_safe():
@@ -405,3 +435,98 @@ def test_results_json_carries_the_documented_schema():
     assert cell["divergence"]["arms"][0]["ci"] == [0.0, pytest.approx(0.39, abs=0.01)]
     assert cell["power"]["n_seeds"] == 6 and cell["power"]["comparisons"] == 3
     assert fa["assumptions"] and cell["best_accuracy"]["pairwise"]
+
+
+# ---------------------------------------------------------------- issue 18: outcome rule, design and labels
+
+def _run_rows(arm, seed, reach, last, diverged):
+    """One run's tidy rows: accuracy 0.95 from epoch `reach` on (never if None), logged to epoch `last`;
+    a diverged run's last logged epoch collapses to 0.1."""
+    rows = []
+    for e in range(last + 1):
+        acc = 0.95 if reach is not None and e >= reach else 0.1 + 0.05 * e
+        rows.append({"run": f"{arm}-{seed}", "initializer": arm, "seed": seed, "epoch": e,
+                     "val_acc": 0.1 if diverged and e == last else acc, "val_loss": 1.0, "train_loss": 1.0,
+                     "diverged": diverged})
+    return rows
+
+
+REACH_THEN_DIVERGE = [("a", 0, 2, 8, False), ("a", 1, 3, 8, False), ("a", 2, 3, 5, True), ("a", 3, 4, 8, False),
+                      ("a", 4, None, 8, False), ("b", 0, 4, 8, False), ("b", 1, 5, 8, False), ("b", 2, 6, 8, False),
+                      ("b", 3, None, 3, True), ("b", 4, 6, 7, True)]
+
+
+def test_reaching_then_diverging_is_an_event_and_diverging_alone_is_censored_at_budget():
+    tidy = pd.DataFrame([r for spec in REACH_THEN_DIVERGE for r in _run_rows(*spec)])
+    out = run_outcomes(tidy, 0.9, 8).set_index("run")
+    assert (out.at["a-2", "time"], out.at["a-2", "event"]) == (3.0, 1)  # reached at 3, diverged at 5
+    assert (out.at["b-4", "time"], out.at["b-4", "event"]) == (6.0, 1)  # reached at 6, diverged at 7
+    assert (out.at["b-3", "time"], out.at["b-3", "event"]) == (8.0, 0)  # diverged at 3 without reaching
+    assert (out.at["a-4", "time"], out.at["a-4", "event"]) == (8.0, 0)  # used the budget, never reached
+    assert np.isnan(out.at["a-2", "final_acc"])  # a diverged run has no final accuracy
+    # R: survdiff(Surv(t, e) ~ g + strata(s)) with t = c(2,3,3,4,8, 4,5,6,8,6), e = c(1,1,1,1,0, 1,1,1,0,1),
+    # s = rep(0:4, 2) -> Chisq = 1.8 (p = 0.179712494879); without strata Chisq = 1.25311106967
+    # (p = 0.262959110669). Censoring the two reach-then-diverge runs instead would give 0.2406 unstratified.
+    cell = analyze_cell(tidy, {}, 0.9, 8)
+    assert cell.design == "paired"
+    assert cell.ett_omnibus[0].statistic == pytest.approx(1.8, abs=1e-12)
+    assert cell.ett_omnibus[0].pvalue == pytest.approx(0.179712494879, abs=1e-11)
+    un = analyze_cell(tidy, {}, 0.9, 8, design="unpaired").ett_omnibus[0]
+    assert un.statistic == pytest.approx(1.25311106967, abs=1e-10) and un.pvalue == pytest.approx(0.262959110669,
+                                                                                                 abs=1e-11)
+
+
+def test_duplicate_runs_are_named_and_never_paired():
+    rng = np.random.default_rng(17)
+    tidy = synthetic({"a": lambda r: r.integers(2, 6), "b": lambda r: r.integers(3, 8)}, 5, 8, rng)
+    dup = tidy[(tidy["initializer"] == "b") & (tidy["seed"] == 2)].assign(run="b-2-again")
+    cell = analyze_cell(pd.concat([tidy, dup]), {}, 0.9, 8)
+    assert not any("do not share one set of seeds" in n for n in cell.notes)
+    assert any("Duplicate runs" in n and "b seed 2 (b-2, b-2-again)" in n for n in cell.notes)
+    assert cell.design == "paired" and cell.seeds == (0, 1, 3, 4)
+    assert any("seed 2 of a (duplicated in b)" in n for n in cell.notes)
+    assert [a.n_runs for a in cell.arms] == [4, 4]
+
+
+def test_one_initializer_is_a_single_arm_not_paired():
+    rng = np.random.default_rng(18)
+    tidy = synthetic({"only": lambda r: r.integers(2, 6)}, 5, 8, rng)
+    cell = analyze_cell(tidy, {}, 0.9, 8)
+    assert cell.design == "single arm" and cell.final_pairwise == () and cell.ett_omnibus == ()
+    assert cell.power is None and cell.arms[0].n_runs == 5 and cell.arms[0].median_epochs is not None
+    assert cell.to_dict()["primary"] == {} and any("Only one initializer" in n for n in cell.notes)
+
+
+def test_a_log_with_only_epoch_zero_has_no_final_accuracy():
+    """Pre-training accuracy is not an outcome: such a run is left out like a missing one, with a note."""
+    rng = np.random.default_rng(19)
+    tidy = accuracy_tidy({"a": 0.9 + 0.01 * rng.standard_normal(4), "b": 0.9 + 0.01 * rng.standard_normal(4)})
+    tidy.loc[tidy["run"].str.startswith("b-3"), "val_acc"] = 0.99  # would win if epoch 0 counted
+    stub = tidy[~(tidy["run"].str.startswith("b-3") & (tidy["epoch"] > 0))]
+    out = run_outcomes(stub, 0.95, 3)
+    assert len(out) == 7 and (out["initializer"] == "b").sum() == 3
+    cell = analyze_cell(stub, {}, 0.95, 3)
+    b = next(a for a in cell.arms if a.initializer == "b")
+    assert b.n_runs == 3 and b.final_acc_mean < 0.95
+    assert any("no trained epoch" in n and "(b, seed 3)" in n for n in cell.notes)
+    assert cell.design == "paired" and cell.seeds == (0, 1, 2)
+
+
+def test_two_arms_with_one_run_in_an_arm_give_results_not_errors():
+    import json
+
+    rng = np.random.default_rng(20)
+    full = synthetic({"a": lambda r: r.integers(2, 6), "b": lambda r: r.integers(3, 12)}, 4, 8, rng,
+                     diverged={"b": {1}})
+    for keep in (0, 1):  # b's one run finished, or diverged
+        tidy = full[(full["initializer"] == "a") | (full["seed"] == keep)]
+        for design in ("auto", "paired", "unpaired"):
+            cell = analyze_cell(tidy, {}, 0.9, 8, design=design)
+            json.dumps(cell.to_dict(), allow_nan=False)
+            assert [a.n_runs for a in cell.arms] == ([1, 1] if design == "paired" else [4, 1])
+            assert len(cell.final_primary) == 1 and len(cell.ett_pairwise) == 1
+            if design == "paired":  # forced: one shared seed, so nothing paired can be computed
+                assert cell.final_primary[0].pvalue is None and any("at least 2" in n for n in cell.notes)
+            else:
+                assert cell.design == "unpaired" and cell.final_primary[0].pvalue is not None
+                assert cell.power.mde_standardized is None and cell.power.underpowered

@@ -46,10 +46,10 @@ def test_lightning_takes_one_step_an_epoch_and_counts_every_optimizer_step():
             calls.append(len(epoch))
             return super().training_step(epoch, batch_idx)
 
-    quiet_lightning()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, barebones=True, num_sanity_val_steps=0)
-    module = Counting(build_run(spec, dataset), spec)
-    trainer.fit(module, datamodule=TensorDataModule(dataset, spec.batch_size, 1))
+    with quiet_lightning():
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, barebones=True, num_sanity_val_steps=0)
+        module = Counting(build_run(spec, dataset), spec)
+        trainer.fit(module, datamodule=TensorDataModule(dataset, spec.batch_size, 1))
     minibatches = -(-len(dataset.y_train) // spec.batch_size)
     assert calls == [minibatches, minibatches]  # one Lightning step an epoch, holding every minibatch
     assert trainer.global_step == 2 * minibatches and len(module.history) == 3

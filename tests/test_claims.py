@@ -1,5 +1,6 @@
 """Claims: the study-file grammar is checked at load time, and verdicts on planted results are the right ones."""
 
+import copy
 import json
 
 import pandas as pd
@@ -60,8 +61,13 @@ def test_comparison_verdicts_follow_the_holm_adjusted_pairwise_tests():
     ett, final = out[0].cells[0], out[3].cells[0]
     assert "log-rank" in ett.test and ett.pvalue < 0.05 and ett.effect < 0  # fast needs fewer epochs
     assert "Wilcoxon" in final.test and final.effect == pytest.approx(0.05 + 0.0, abs=0.01)
-    # Holm over the 6 pairs of 4 arms: 6 x 2/2^10.
-    assert final.pvalue == pytest.approx(min(1, 6 * 2 / 2 ** 10), rel=1e-6)
+    # One family of the report's claim tests, each with its own raw p: the two log-rank tests (R 4.2:
+    # survdiff(Surv(t, e) ~ g + strata(seed)) -> chisq 10, p = 0.001565402258), the two Wilcoxon tests
+    # (2/2^10) and twin-fast (p = 1); fast-twin has no information (events tie) and is not counted.
+    raw = [v.cells[0].pvalue_raw for v in out]
+    assert raw[2] is None
+    assert raw[:2] + raw[3:] == pytest.approx([0.001565402258, 0.001565402258, 2 / 1024, 2 / 1024, 1.0], rel=1e-9)
+    assert final.family_size == 5 and final.pvalue == pytest.approx(5 * 0.001565402258, rel=1e-9)
     assert out[1].cells[0].effect == pytest.approx(-ett.effect)
 
 
@@ -70,7 +76,7 @@ def test_few_seeds_leave_a_real_difference_inconclusive():
                    claim("zeros", at_most=0.2), claim("twin", "fast", direction="not_worse", margin=0.02))
     assert [v.verdict for v in out] == ["inconclusive", "inconclusive", "inconclusive"]
     assert out[0].cells[0].pvalue >= 0.05
-    assert "too few for a bootstrap interval" in out[2].cells[0].note
+    assert out[2].cells[0].pvalue_raw == pytest.approx(2 / 2 ** 3)  # exact signed-rank, 3 positive differences
 
 
 def test_not_worse_reads_the_interval_against_the_margin():
@@ -90,6 +96,55 @@ def test_bound_claims_use_a_sign_test_on_the_runs():
     assert v.statistic == 10 and "10 of 10 runs at most 0.2" in v.note
     # Holm over the three bound claims' tests, each direction: 6 p-values, the smallest 1/1024.
     assert v.pvalue == pytest.approx(6 / 1024)
+
+
+def test_claim_tests_form_one_holm_family_with_their_own_p_values():
+    family = (claim("fast", "slow", "epochs_to_threshold", "faster"), claim("fast", "slow", direction="better"),
+              claim("fast", at_least=0.9605), claim("twin", "fast", direction="better"))
+    out = verdicts(planted(ARMS), *family)
+    # Raw p: log-rank chisq 10 (R: survdiff, p = 0.001565402258), Wilcoxon 2/2^10, sign test 9 of 10 runs
+    # (R: binom.test(9, 10) -> 0.021484375), Wilcoxon of identical arms 1.
+    # R 4.2: p.adjust(c(pchisq(10, 1, lower.tail = FALSE), 2/1024, 22/1024, 1), "holm")
+    #   -> 0.006261609032 0.006261609032 0.042968750000 1
+    assert [v.cells[0].pvalue_raw for v in out] == pytest.approx([0.001565402258, 2 / 1024, 22 / 1024, 1.0])
+    assert [v.cells[0].pvalue for v in out] == pytest.approx([0.006261609032, 0.006261609032, 0.04296875, 1.0])
+    assert [v.verdict for v in out] == ["supported", "supported", "supported", "inconclusive"]
+    assert {v.cells[0].family_size for v in out} == {4}
+    assert "over the report's 4 claim tests" in out[2].cells[0].test
+    # No difference: slow is fast's twin. The comparisons have nothing to find (the log-rank no information,
+    # so it leaves the family) and the same bound test now loses to a family of 3:
+    # R: p.adjust(c(22/1024, 1, 1), "holm") -> 0.064453125.
+    same = verdicts(planted({**ARMS, "slow": ARMS["fast"]}), *family)
+    assert [v.verdict for v in same] == ["inconclusive"] * 4
+    assert same[0].cells[0].pvalue is None and same[2].cells[0].family_size == 3
+    assert same[2].cells[0].pvalue == pytest.approx(0.064453125)
+    d = same[2].cells[0].to_dict()
+    assert d["pvalue"] == pytest.approx(22 / 1024) and d["pvalue_holm"] == pytest.approx(0.064453125)
+
+
+def test_time_to_threshold_direction_is_the_log_ranks_when_curves_cross():
+    # 28 of 40 runs of "early" reach the threshold at epoch 1, the other 12 never within 10 epochs; every
+    # "steady" run reaches it at epoch 2. The log-rank sees early sooner, the restricted means the reverse.
+    budget, rows = 10, []
+    for seed in range(40):
+        for arm, reach in (("early", 1 if seed < 28 else None), ("steady", 2)):
+            for epoch in range(budget + 1):
+                rows.append({"run": f"{arm}-{seed}", "activation": "relu", "initializer": arm, "seed": seed,
+                             "epoch": epoch, "val_acc": 0.95 if reach is not None and epoch >= reach else 0.5,
+                             "val_loss": 1.0, "train_loss": 1.0, "diverged": False})
+    tidy = pd.DataFrame(rows)
+    results = analyze(tidy, ["activation"], 0.9, budget, 0.05, "crossing", ["early", "steady"])
+    out = evaluate_claims((claim("early", "steady", "epochs_to_threshold", "faster"),
+                           claim("steady", "early", "epochs_to_threshold", "faster")), results,
+                          [run_outcomes(tidy, 0.9, budget)])
+    v = out[0].cells[0]
+    # R 4.2: survdiff(Surv(t, e) ~ g + strata(seed)) -> chisq 6.4, p = 0.01141203639, O - E of early +8;
+    # summary(survfit(Surv(t, e) ~ g), rmean = 10) -> restricted means 3.7 and 2.0.
+    assert v.statistic == pytest.approx(6.4) and v.pvalue_raw == pytest.approx(0.01141203639)
+    assert v.effect == pytest.approx(3.7 - 2.0)  # shown, but it does not set the direction
+    assert "observed - expected events of early: +8.00" in v.note and "curves cross" in v.note
+    assert [c.verdict for c in out] == ["supported", "contradicted"]
+    assert v.pvalue == pytest.approx(2 * 0.01141203639)
 
 
 def test_claims_the_grid_cannot_test_say_why():
@@ -140,7 +195,8 @@ def test_malformed_claims_fail_at_load_time_in_one_line(tmp_path, change, messag
 
 
 def test_claims_load_and_may_name_initializers_the_grid_lacks(tmp_path):
-    path = write_study(tmp_path / "c.yaml", claims=[GOOD, {**GOOD, "b": "orthogonal"},
+    # Copies: a mapping shared by two claims would be written as a YAML alias, which studies refuse.
+    path = write_study(tmp_path / "c.yaml", claims=[copy.deepcopy(GOOD), {**copy.deepcopy(GOOD), "b": "orthogonal"},
                                                     {"claim": "zeros fail", "a": "zeros", "endpoint": "final_accuracy",
                                                      "at_most": 0.2, "where": {"activation": ["relu", "tanh"]}}])
     study = load_study(str(path))

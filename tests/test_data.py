@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from initstudy.data import TensorBatches, load_dataset
+from initstudy.data import TensorBatches, _load_cached, load_dataset
 from initstudy.errors import DataError
 
 
@@ -71,3 +71,47 @@ def test_tensor_batches_order_follows_its_generator():
     assert len(TensorBatches(x, y, 32)) == 4
     fixed = torch.cat([b[1] for b in TensorBatches(x, y, 32)])
     assert torch.equal(fixed, y)
+
+
+def _idx(path, array):
+    """An IDX file (the MNIST format): magic 0 0 8 ndim, the dims as big-endian int32, uint8 data."""
+    import struct
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + array.astype(np.uint8).tobytes())
+
+
+def _mnist_files(root, labels=np.arange(20) % 10):
+    raw = root / "MNIST" / "raw"
+    for split in ("train", "t10k"):
+        _idx(raw / f"{split}-images-idx3-ubyte", np.zeros((len(labels), 28, 28)))
+        _idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    return raw
+
+
+def test_garbage_mnist_file_is_named(tmp_path):
+    raw = _mnist_files(tmp_path)
+    _load_cached.cache_clear()
+    assert load_dataset("mnist", str(tmp_path), 0).x_train.shape == (20, 1, 28, 28)  # well-formed files load
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x07" * 100)  # torchvision asserts on the header
+    _load_cached.cache_clear()
+    with pytest.raises(DataError, match=r"file .*MNIST/raw/t10k-labels-idx1-ubyte is not a valid MNIST file; "
+                                        "re-copy it"):
+        load_dataset("mnist", str(tmp_path), 0)
+
+
+def test_mnist_labels_out_of_range_are_refused(tmp_path):
+    _mnist_files(tmp_path, np.full(20, 12))
+    _load_cached.cache_clear()
+    with pytest.raises(DataError, match="the training files hold images .* not 28x28 images with one label of 0-9"):
+        load_dataset("mnist", str(tmp_path), 0)
+
+
+def test_garbage_cifar_file_is_named(tmp_path):
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    for f in ("data_batch_1", "test_batch"):
+        (batches / f).write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="file .*cifar-10-batches-py/data_batch_1 is not a valid CIFAR10 file"):
+        load_dataset("cifar10", str(tmp_path), 0)

@@ -6,7 +6,7 @@ import pytest
 
 from initstudy.analysis import run_outcomes
 from initstudy.cli import main
-from initstudy.importing import read_tidy_csv
+from initstudy.importing import ImportCSVError, import_csv, load_imported, read_tidy_csv
 
 GOOD = """initializer,seed,epoch,val_acc,activation,val_loss
 he,0,0,0.10,relu,2.3
@@ -69,3 +69,79 @@ def test_malformed_csv_errors_name_row_and_column(tmp_path, capsys, edit, messag
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not runs.exists()  # nothing imported
+
+
+@pytest.mark.parametrize("text, message", [
+    # one run id over two initializers (or seeds, or cells) would pool two arms into one run
+    ("initializer,seed,epoch,val_acc,run\nhe,0,0,0.1,r1\nxavier,0,1,0.5,r1\n",
+     "run 'r1' has initializer 'he' (row 2) and 'xavier' (row 3); a run is one initializer"),
+    ("initializer,seed,epoch,val_acc,run\nhe,0,0,0.1,r1\nhe,1,1,0.5,r1\n",
+     "run 'r1' has seed '0' (row 2) and '1' (row 3)"),
+    ("initializer,seed,epoch,val_acc,run,model\nhe,0,0,0.1,r1,a\nhe,0,1,0.5,r1,b\n", "run 'r1' has model 'a' (row 2)"),
+    ("initializer,seed,epoch,val_acc,run\nhe,0,0,0.1,r1\nhe,0,1,0.5,\n", "row 3, column run: empty"),
+    ("initializer,seed,epoch,val_acc,activation\nhe,0,0,0.1,relu\nhe,0,1,0.5,\n",
+     "row 3, column activation: empty; give every row a value or drop the column"),
+    ("initializer,seed,epoch,val_acc\nhe,0,0,0.1\nhe,0,1e300,0.5\n", "row 3, column epoch: '1e300' is above 100000"),
+    ("initializer,seed,epoch,val_acc,seed\nhe,0,0,0.1,1\n", "column 'seed' appears twice in the header"),
+    ("initializer,seed,epoch,val_acc,model, model\nhe,0,0,0.1,a,b\n", "column 'model' appears twice in the header"),
+])
+def test_inconsistent_csv_is_refused(tmp_path, text, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(text)
+    with pytest.raises(ImportCSVError) as err:
+        read_tidy_csv(src)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_budget_is_bounded(tmp_path):
+    src = tmp_path / "logs.csv"
+    src.write_text(GOOD)
+    with pytest.raises(ImportCSVError, match="budget_epochs must be from 1 to 100000, got 1000000"):
+        import_csv(src, tmp_path / "runs", "ext", 1_000_000)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_second_import_needs_replace(tmp_path):
+    src = tmp_path / "logs.csv"
+    src.write_text(GOOD)
+    runs = tmp_path / "runs"
+    assert import_csv(src, runs, "ext")["rows"] == 11
+    src.write_text(GOOD.split("xavier,1,0")[0])  # 9 rows
+    with pytest.raises(ImportCSVError, match="already holds imported logs; pass --replace"):
+        import_csv(src, runs, "ext")
+    assert len(load_imported(runs, "ext")[0]) == 11  # the first import is intact
+    assert import_csv(src, runs, "ext", replace=True)["rows"] == 9
+    assert len(load_imported(runs, "ext")[0]) == 9
+    assert sorted(p.name for p in (runs / "ext").iterdir()) == ["import.json", "imported.csv"]
+
+
+def test_import_never_shares_a_trained_studys_folder(tmp_path):
+    src = tmp_path / "logs.csv"
+    src.write_text(GOOD)
+    runs = tmp_path / "runs"
+    run = runs / "tiny" / "0123456789ab"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"status": "done"}')
+    (runs / "tiny" / "study.json").write_text("{}")
+    for replace in (False, True):
+        with pytest.raises(ImportCSVError, match="holds a trained study's runs, which an import would hide; choose "
+                                                 "another --study name"):
+            import_csv(src, runs, "tiny", replace=replace)
+    assert sorted(p.name for p in (runs / "tiny").iterdir()) == ["0123456789ab", "study.json"]
+    assert load_imported(runs, "tiny") is None
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import initstudy.importing as importing
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(importing, "write_json", full)
+    src = tmp_path / "logs.csv"
+    src.write_text(GOOD)
+    with pytest.raises(OSError, match="No space left"):
+        import_csv(src, tmp_path / "runs", "ext")
+    assert list((tmp_path / "runs").iterdir()) == []  # no half import, no temporary file

@@ -79,8 +79,9 @@ def test_paired_seeds_share_data_order_and_differ_in_init():
 
 
 def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path, capsys):
-    study = write_study(tmp_path / "div.yaml", initializers=["kaiming_normal", {"name": "normal", "std": 0.01}],
-                        seeds=1, lr=1.0e6, optimizer="sgd")
+    # lr 100 is the largest a study accepts; with N(0, 0.1) weights the loss overflows during epoch 1.
+    study = write_study(tmp_path / "div.yaml", initializers=["kaiming_normal", {"name": "normal", "std": 0.1}],
+                        seeds=1, lr=100.0, optimizer="sgd")
     runs = tmp_path / "runs"
     assert main(["train", "--study", str(study), "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
@@ -92,6 +93,9 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(tmp_path, capsys):
     div = next(spec for spec in expand(s) if store.status(spec.run_id) == "diverged")
     info = json.loads((store.run_dir(div.run_id) / "run.json").read_text())
     assert info["diverged_epoch"] >= 1
+    # A real diverged run's record is valid: it ends before its first non-finite row.
+    assert store.is_finished(div.run_id) and store.invalid_reason(div.run_id) is None
+    assert len(store.load(div.run_id).history) == info["diverged_epoch"]
     assert main(["report", "--study", str(study), "--runs-dir", str(runs)]) == 0
 
 

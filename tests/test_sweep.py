@@ -290,7 +290,8 @@ def test_ray_local_instance_gives_the_local_executor_numbers(reference, tmp_path
     assert all(store.info(s.run_id)["threads"] == 1 and store.info(s.run_id)["device"] == "cpu"
                for s in expand(study))
     assert all(store.load_diagnostics(s.run_id) for s in expand(study))
-    assert _status(runs, study_file, capsys)["counts"] == {"done": 9, "diverged": 0, "failed": 0, "pending": 0}
+    assert _status(runs, study_file, capsys)["counts"] == {"done": 9, "diverged": 0, "failed": 0, "invalid": 0,
+                                                                 "pending": 0}
 
 
 def test_a_failing_run_is_recorded_the_rest_finish_and_retry_failed_retries_it(reference, tmp_path, monkeypatch,
@@ -323,7 +324,7 @@ def test_a_failing_run_is_recorded_the_rest_finish_and_retry_failed_retries_it(r
     assert "Traceback" in info["traceback"] and "out_of_memory" in info["traceback"]
     assert [store.status(s.run_id) for s in expand(study)] == ["done", "failed", "done"]
     st = _status(runs, study_file, capsys)
-    assert st["counts"] == {"done": 2, "diverged": 0, "failed": 1, "pending": 0}
+    assert st["counts"] == {"done": 2, "diverged": 0, "failed": 1, "invalid": 0, "pending": 0}
     assert st["failures"] == [{"run_id": victim.run_id, "initializer": victim.init.label, "seed": 0,
                                "error": info["error"]}]
 
@@ -345,8 +346,8 @@ def test_a_failing_run_is_recorded_the_rest_finish_and_retry_failed_retries_it(r
 def test_status_before_any_run_has_no_estimate(tmp_path, capsys):
     study_file = write_study(tmp_path / "tiny.yaml")
     st = _status(tmp_path / "runs", study_file, capsys)
-    assert st == {"total": 9, "counts": {"done": 0, "diverged": 0, "failed": 0, "pending": 9}, "running": 0,
-                  "failures": [], "eta_seconds": None}
+    assert st == {"total": 9, "counts": {"done": 0, "diverged": 0, "failed": 0, "invalid": 0, "pending": 9},
+                  "running": 0, "failures": [], "eta_seconds": None, "invalid": [], "versions": {}}
     assert main(["status", "--study", str(study_file), "--runs-dir", str(tmp_path / "runs")]) == 0
     assert "9 pending" in capsys.readouterr().out
     assert not (tmp_path / "runs").exists()
