@@ -255,6 +255,44 @@ class Results:
                 "cells": [c.to_dict() for c in self.cells],
                 "factorial": [f.to_dict() for f in self.factorial]}
 
+    def to_frame(self, kind: str) -> pd.DataFrame:
+        """A table of the results, one row per cell and: arm ("arms"), pairwise test ("pairwise"), or omnibus
+        test ("omnibus"); the cell's factors come first, intervals as `_low`/`_high` columns."""
+        rows = []
+        for cell in self.cells:
+            if kind == "arms":
+                for a in cell.arms:
+                    d = a.to_dict()
+                    for key in ("median_epochs_ci", "rmst_ci"):
+                        d[key + "_low"], d[key + "_high"] = d.pop(key)
+                    rows.append({**cell.factors, "design": cell.design, **d, "diverged_ci_low": a.diverged_ci[0],
+                                 "diverged_ci_high": a.diverged_ci[1]})
+            elif kind == "pairwise":
+                families = (("epochs_to_threshold", cell.ett_pairwise), ("final_accuracy", cell.final_pairwise),
+                            ("best_accuracy", cell.best.pairwise if cell.best else ()))
+                for endpoint, pairs in families:
+                    for p in pairs:
+                        d = p.to_dict()
+                        d.pop("effects", None)
+                        e = d.pop("effect", None) or {"name": None, "value": None, "ci": [None, None]}
+                        rows.append({**cell.factors, "design": cell.design, "endpoint": endpoint, **d,
+                                     "effect": e["name"], "effect_value": e["value"], "effect_ci_low": e["ci"][0],
+                                     "effect_ci_high": e["ci"][1]})
+            elif kind == "omnibus":
+                families = (("epochs_to_threshold", cell.ett_omnibus), ("final_accuracy", cell.final_omnibus),
+                            ("best_accuracy", cell.best.omnibus if cell.best else ()),
+                            ("divergence", (cell.divergence_test,) if cell.divergence_test else ()))
+                for endpoint, tests in families:
+                    for t in tests:
+                        rows.append({**cell.factors, "design": cell.design, "endpoint": endpoint,
+                                     "df2": None, **t.to_dict()})
+            else:
+                raise StudyError(f"unknown table {kind!r}; ask for one of: {', '.join(FRAMES)}")
+        return pd.DataFrame(rows)
+
+
+FRAMES = ("arms", "pairwise", "omnibus")  # the tables Results.to_frame gives
+
 
 # ---------------------------------------------------------------- per-run outcomes
 

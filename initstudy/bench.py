@@ -116,6 +116,62 @@ def synthetic_store(runs_dir: Path, n_inits: int = 10, n_seeds: int = 100, epoch
     return study
 
 
+def synthetic_logs(path: Path, n_inits: int = 10, n_seeds: int = 100, epochs: int = 50) -> Path:
+    """A tidy CSV of n_inits x n_seeds runs with plausible learning curves, as another trainer would log them."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    arm, seed, epoch = (a.ravel() for a in np.meshgrid(np.arange(n_inits), np.arange(n_seeds),
+                                                       np.arange(epochs + 1), indexing="ij"))
+    rate = np.maximum(0.05 + 0.02 * arm + rng.normal(0, 0.01, (n_inits * n_seeds)).repeat(epochs + 1), 0.005)
+    acc = np.clip(0.1 + 0.85 * (1 - np.exp(-rate * epoch)) + rng.normal(0, 0.005, len(arm)), 0, 1)
+    pd.DataFrame({"initializer": [f"init{a}" for a in arm], "seed": seed, "epoch": epoch, "val_acc": acc,
+                  "train_loss": 2.3 * np.exp(-rate * epoch)}).to_csv(path, index=False)
+    return path
+
+
+def synthetic_tensorboard(root: Path, n_inits: int = 10, n_seeds: int = 100, epochs: int = 50) -> Path:
+    """The runs of `synthetic_logs` as TensorBoard logs: one folder `init{a}-s{seed}` per run, written with
+    torch's SummaryWriter (val_acc and train_loss at step = epoch)."""
+    import pandas as pd
+    from torch.utils.tensorboard import SummaryWriter
+
+    root.mkdir(parents=True, exist_ok=True)
+    tidy = pd.read_csv(synthetic_logs(root / "tidy.csv", n_inits, n_seeds, epochs))
+    (root / "tidy.csv").unlink()
+    for (init, seed), run in tidy.groupby(["initializer", "seed"]):
+        with SummaryWriter(str(root / f"{init}-s{seed}")) as w:
+            for e, acc, loss in zip(run["epoch"], run["val_acc"], run["train_loss"]):
+                w.add_scalar("val_acc", acc, int(e))
+                w.add_scalar("train_loss", loss, int(e))
+    return root
+
+
+def import_seconds(tmp: Path) -> dict:
+    """Seconds of `initstudy import` of 1,000 runs x 50 epochs from TensorBoard event files and from a CSV."""
+    from .importing import import_logs
+
+    tb = synthetic_tensorboard(tmp / "tb")
+    start = time.perf_counter()
+    import_logs(tb, tmp, "bench-import-tb", run_pattern="{initializer}-s{seed}")
+    t_tb = time.perf_counter() - start
+    csv_file = synthetic_logs(tmp / "import.csv")
+    start = time.perf_counter()
+    import_logs(csv_file, tmp, "bench-import-csv")
+    return {"import_tensorboard_1000_runs_s": t_tb, "import_csv_1000_runs_s": time.perf_counter() - start}
+
+
+def imported_report_seconds(tmp: Path) -> float:
+    """Seconds of `initstudy report` (HTML) on an import of 1,000 runs x 50 epochs: analysis and report."""
+    from .importing import import_logs
+    from .report import analyze_imported, build_logs_report, imported_settings
+
+    import_logs(synthetic_logs(tmp / "logs.csv"), tmp, "bench-imported")
+    start = time.perf_counter()
+    build_logs_report(analyze_imported(tmp, "bench-imported", imported_settings(tmp, "bench-imported")))
+    return time.perf_counter() - start
+
+
 PACKED = ["models=[simple]", "initializers=[kaiming_normal]", "epochs=3", "dataset=mnist5k", "batch_size=64",
           "lr=0.01"]  # the small runs packed on one GPU
 PACKED_WORKERS = 8  # runs training at once on the one GPU, as worker processes of the local executor
@@ -260,6 +316,10 @@ def run_bench(progress=None) -> dict:
         start = time.perf_counter()
         pages = write_pdf(report.print_html, Path(tmp) / "bench.pdf", Path(tmp))
         t_pdf = time.perf_counter() - start
+        say("report of 1,000 imported runs x 50 epochs")
+        t_imported = imported_report_seconds(Path(tmp))
+        say("import of 1,000 runs x 50 epochs from TensorBoard event files and from a CSV")
+        t_import = import_seconds(Path(tmp))
     t_init, t_raw = sum(ours), sum(raw)
     # The machine's noise, as a 95% interval: the ratio over runs resampled as ABBA pairs (seeded, repeatable).
     pick = np.random.default_rng(0).integers(0, len(specs), (2000, len(specs)))
@@ -279,6 +339,7 @@ def run_bench(progress=None) -> dict:
         "peak_rss_mib": _peak_rss_mib(), "flops_per_img": flops,
         "analyze_1000_runs_s": t_analyze, "report_1000_runs_s": t_report,
         "report_pdf_1000_runs_s": t_report + t_pdf, "report_pdf_pages": pages,  # `report --pdf`: HTML, then PDF
+        "report_imported_1000_runs_s": t_imported, **t_import,
     }
     figures.update(gpu_figures(device, train_flops / t_init, say))
     return figures

@@ -20,6 +20,14 @@ def _study_args(p: argparse.ArgumentParser, with_set: bool = True) -> None:
                        help="override a study key, value as YAML (e.g. --set epochs=3 --set seeds=[0,1])")
 
 
+def _settings_arg(p: argparse.ArgumentParser, stored: bool = False) -> None:
+    p.add_argument("--settings", default=None, metavar="FILE.yaml",
+                   help="analysis settings for imported logs (threshold, alpha, reference, target_effect, claims, "
+                        "order, labels, factors, budget_epochs, design): "
+                        + ("checked against the logs and stored with the import" if stored else
+                           "their keys replace those stored with the import, for this call"))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="initstudy",
                                      description="Train CNNs under many weight initializers and test the differences.")
@@ -57,15 +65,27 @@ def _parser() -> argparse.ArgumentParser:
                                    "results.json, tidy.csv and diagnostics.csv (and report.pdf with --pdf).")
     _study_args(p)
     p.add_argument("--pdf", action="store_true", help="also print report.pdf from the same HTML (WeasyPrint)")
-    p = sub.add_parser("import", help="import a tidy CSV of per-epoch logs from any trainer as a study",
-                       description="Check a tidy CSV (one row per run and epoch; columns initializer, seed, epoch, "
-                                   "val_acc, optional run, val_loss, train_loss, diverged and factor columns) and "
-                                   "store it as DIR/<study>/imported.csv for `initstudy analyze`.")
-    p.add_argument("csv", metavar="FILE.csv")
+    _settings_arg(p)
+    p = sub.add_parser("import", help="import per-epoch logs (CSV, TensorBoard, Lightning CSV, MLflow) as a study",
+                       description="Read training logs with their own library (a tidy or wide CSV, a folder of "
+                                   "TensorBoard runs, Lightning CSVLogger folders, an MLflow mlruns folder), check "
+                                   "them and store them as DIR/<study>/imported.csv for `initstudy analyze`.")
+    p.add_argument("path", metavar="PATH", help="a CSV file, or a folder of TensorBoard, Lightning CSV or MLflow logs")
+    p.add_argument("--format", dest="fmt", default=None, choices=["tidy", "wide", "tensorboard", "lightning-csv",
+                                                                   "mlflow"],
+                   help="the log format (default: detected from PATH)")
+    p.add_argument("--map", action="append", default=[], metavar="NAME=COLUMN",
+                   help="the column, tag, metric or parameter holding NAME (val_acc, val_loss, train_loss, epoch, "
+                        "initializer, seed, run, diverged); repeatable")
+    p.add_argument("--run-pattern", default=None, metavar="PATTERN",
+                   help="fields in run folder names, e.g. '{initializer}-s{seed}'; other {name} fields are factors")
+    p.add_argument("--steps-per-epoch", default=None, metavar="N",
+                   help="logged steps per epoch (default: the step is the epoch)")
     p.add_argument("--study", required=True, help="name to store the imported study under")
     p.add_argument("--runs-dir", default="runs", help="where studies live (default: runs)")
     p.add_argument("--budget-epochs", type=int, default=None,
                    help="the epoch budget runs were given (default: the largest epoch in the file)")
+    _settings_arg(p, stored=True)
     p.add_argument("--replace", action="store_true",
                    help="replace an earlier import under the same --study name (a trained study is never replaced)")
     p = sub.add_parser("analyze", help="run the statistics and write results.json (no figures)",
@@ -76,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: the study's, or 0.9 for imported logs)")
     p.add_argument("--alpha", type=float, default=None, help="significance level (default: the study's, or 0.05)")
     p.add_argument("--out", default=None, help="where to write results.json")
+    _settings_arg(p)
     p = sub.add_parser("inspect", help="per-layer signal statistics of one model at initialization, no training",
                        description="Build a model, initialise it, and report per layer the weight std (and what the "
                                    "initializer's formula predicts), the activation and gradient std on a batch of "
@@ -105,6 +126,7 @@ def _cmd_list(args) -> int:
     from .data import DATASETS
     from .initializers import INITIALIZERS
     from .models import ACTIVATIONS, MODELS
+    from .plugins import registered
 
     registry = {
         "datasets": list(DATASETS),
@@ -116,6 +138,8 @@ def _cmd_list(args) -> int:
                          for i in INITIALIZERS.values()},
         "studies": presets(),
         "study_keys": describe_keys(),
+        # entry points of installed packages, used by plain name; anything else by package.module:attribute
+        "plugins": registered(),
     }
     if args.json:
         print(json.dumps(registry, indent=1))
@@ -130,6 +154,11 @@ def _cmd_list(args) -> int:
     for name, i in registry["initializers"].items():
         opts = ", ".join(f"{k}={v}" for k, v in i["options"].items())
         print(f"  {name:<18}{i['formula']}" + (f" [{opts}]" if opts else ""))
+    print("plugins:" + ("" if any(registry["plugins"].values()) else
+                        "      none installed (name your own as package.module:attribute)"))
+    for kind, entries in registry["plugins"].items():
+        for name, p in entries.items():
+            print(f"  {kind + ' ' + name:<17} {p['target']} (from {p['distribution']})")
     print("studies:      " + ", ".join(registry["studies"]))
     print("study keys:   " + ", ".join(registry["study_keys"]))
     return 0
@@ -241,23 +270,50 @@ def _cmd_status(args) -> int:
     return 0
 
 
-def _cmd_report(args) -> int:
-    from .config import load_study
-    from .importing import is_imported
-    from .report import write_report
-
-    if is_imported(args.runs_dir, args.study) and not args.overrides:
-        raise InitStudyError(f"study {args.study!r} in {args.runs_dir} holds imported logs, which the HTML report "
-                             f"does not cover yet; run `initstudy analyze --study {args.study} --runs-dir "
-                             f"{args.runs_dir} --threshold X` for results.json")
-    study = load_study(args.study, args.overrides)
-    start = time.perf_counter()
+def _imported_opts(args) -> str:
     import shlex
 
-    opts = f"--study {shlex.quote(args.study)} --runs-dir {shlex.quote(args.runs_dir)}" + "".join(
-        f" --set {shlex.quote(o)}" for o in args.overrides)
-    paths, report = write_report(study, args.runs_dir, f"initstudy train {opts} && initstudy report {opts}"
-                                 + (" --pdf" if args.pdf else ""), pdf=args.pdf)
+    return f"--study {shlex.quote(args.study)} --runs-dir {shlex.quote(args.runs_dir)}" + (
+        f" --settings {shlex.quote(args.settings)}" if args.settings else "")
+
+
+def _imported_analysis(args):
+    """The Analysis of an imported study under its stored settings, `--settings` and (analyze) --threshold/--alpha."""
+    from dataclasses import replace
+
+    from .report import analyze_imported, imported_settings
+
+    settings = imported_settings(args.runs_dir, args.study, args.settings)
+    given = {k: v for k in ("threshold", "alpha") if (v := getattr(args, k, None)) is not None}
+    return analyze_imported(args.runs_dir, args.study, replace(settings, **given))
+
+
+def _cmd_report(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .config import load_study
+    from .importing import is_imported
+    from .report import write_logs_report, write_report
+
+    start = time.perf_counter()
+    if is_imported(args.runs_dir, args.study) and not args.overrides:
+        analysis = _imported_analysis(args)
+        opts = _imported_opts(args)
+        source = shlex.quote(str(analysis.provenance.get("source", "LOGS")))
+        paths, report = write_logs_report(analysis, Path(args.runs_dir) / args.study / "report",
+                                          f"initstudy import {source} --study {shlex.quote(args.study)} && "
+                                          f"initstudy report {opts}"
+                                          + (" --pdf" if args.pdf else ""), pdf=args.pdf)
+    else:
+        if args.settings:
+            raise InitStudyError(f"--settings applies to imported logs, and {args.study} is a study file; put "
+                                 "its settings in the study file or pass --set KEY=VALUE")
+        study = load_study(args.study, args.overrides)
+        opts = f"--study {shlex.quote(args.study)} --runs-dir {shlex.quote(args.runs_dir)}" + "".join(
+            f" --set {shlex.quote(o)}" for o in args.overrides)
+        paths, report = write_report(study, args.runs_dir, f"initstudy train {opts} && initstudy report {opts}"
+                                     + (" --pdf" if args.pdf else ""), pdf=args.pdf)
     n_cells = len(report.results.cells)
     print(f"wrote {', '.join(str(p) for p in paths.values())} ({n_cells} cell{'s' if n_cells != 1 else ''}, "
           f"{_fmt_s(time.perf_counter() - start)})")
@@ -265,9 +321,18 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_import(args) -> int:
-    from .importing import import_csv
+    from .importing import import_logs, parse_map
+    from .report import import_settings
 
-    summary = import_csv(args.csv, args.runs_dir, args.study, args.budget_epochs, args.replace)
+    steps = args.steps_per_epoch
+    if steps is not None:
+        if not steps.strip().isdigit() or int(steps) < 1:
+            raise InitStudyError(f"--steps-per-epoch must be a positive integer, got {steps!r}")
+        steps = int(steps)
+    with import_settings(args.runs_dir, args.study, args.settings):  # settings that do not fit undo the import
+        summary = import_logs(args.path, args.runs_dir, args.study, fmt=args.fmt, mapping=parse_map(args.map),
+                              run_pattern=args.run_pattern, steps_per_epoch=steps,
+                              budget_epochs=args.budget_epochs, replace=args.replace)
     print(f"imported {summary['runs']} runs ({summary['rows']} rows, initializers: "
           f"{', '.join(summary['initializers'])}; factors: {', '.join(summary['factors']) or 'none'}; budget "
           f"{summary['budget_epochs']} epochs) into {args.runs_dir}/{args.study}; "
@@ -278,29 +343,29 @@ def _cmd_import(args) -> int:
 def _cmd_analyze(args) -> int:
     from pathlib import Path
 
-    from .analysis import analyze
     from .config import load_study
-    from .importing import load_imported
+    from .importing import is_imported
     from .report import analyze_study
     from .store import write_json
 
     for name, value in (("threshold", args.threshold), ("alpha", args.alpha)):
         if value is not None and not 0 < value <= 1:
             raise InitStudyError(f"--{name} must be in (0, 1], got {value}")
-    imported = load_imported(args.runs_dir, args.study)
-    if imported is not None and not args.overrides:
-        tidy, factors, budget = imported
-        threshold = 0.9 if args.threshold is None else args.threshold
-        results = analyze(tidy, factors, threshold, budget, 0.05 if args.alpha is None else args.alpha, args.study)
-        name = args.study
+    if is_imported(args.runs_dir, args.study) and not args.overrides:
+        analysis = _imported_analysis(args)
+        results, name, content = analysis.results, args.study, analysis.to_dict()
     else:
+        if args.settings:
+            raise InitStudyError(f"--settings applies to imported logs, and {args.study} is a study file; put "
+                                 "its settings in the study file or pass --set KEY=VALUE")
         extra = [f"{k}={v}" for k, v in (("threshold", args.threshold), ("alpha", args.alpha)) if v is not None]
         study = load_study(args.study, [*args.overrides, *extra])
         results, name = analyze_study(study, args.runs_dir)[0], study.name
+        content = results.to_dict()
     out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
     if out.is_dir():
         raise InitStudyError(f"--out {out} is a folder; give a file path such as {out / 'results.json'}")
-    write_json(out, results.to_dict())
+    write_json(out, content)
     weak = sum(1 for c in results.cells if c.power and c.power.underpowered)
     print(f"wrote {out} ({len(results.cells)} cell{'s' if len(results.cells) != 1 else ''}, threshold "
           f"{results.threshold:g}" + (f"; {weak} underpowered, see power.reasons" if weak else "") + ")")

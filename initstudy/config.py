@@ -6,6 +6,10 @@ applies `--set key=value` overrides, and raises `StudyError` with a one-line
 message naming the problem and the fix. `expand` turns a study into `RunSpec`s;
 a run's id is a hash of its resolved training config, so a re-run finds the
 finished runs by id.
+
+A dataset, model or initializer may also be the user's own: `package.module:attribute`
+or an entry-point name (plugins.py), checked against its contract here; its identity
+(source hash or package version) goes into the run ids of the runs that use it.
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ class Claim:
 class Study:
     name: str  # folder name under the runs dir
     description: str
-    dataset: str  # key of data.DATASETS
+    dataset: str  # key of data.DATASETS, or a plugin (package.module:fn or an entry-point name)
     data_dir: str | None  # where torchvision datasets live; unused by mnist5k and digits
     split_seed: int  # seeds the train/validation split, independent of run seeds
-    models: tuple[str, ...]  # keys of models.MODELS
+    models: tuple[str, ...]  # keys of models.MODELS, or plugins
     depth: int  # conv layers of the `plain` model
     width: int  # channels of the `plain` model (first stage of `vgg` and `resnet`)
     bn: bool | None  # BatchNorm in `vgg` / `resnet`; None keeps each model's default (on)
@@ -88,7 +92,13 @@ class Study:
     target_effect: float  # standardized effect (Cohen's d / d_z) the power section states seeds needed for
     accelerator: str  # Lightning accelerator: auto, cpu, gpu
     claims: tuple[Claim, ...]  # hypotheses the report gives verdicts on
+    loggers: tuple[str, ...]  # Lightning loggers that also receive each run's metrics (LOGGERS); () for none
+    loggers_dir: str | None  # their folder, relative to the runs dir; None: <study>/logs
     source: str  # where the study was read from (preset name or path)
+    # model -> its parameters given in the study entry ({name: mypkg.nets:tiny, width: 8})
+    model_options: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+    # (kind, name) -> identity of each plugin the study names; it goes into the run ids (plugins.py)
+    plugins: tuple[tuple[tuple[str, str], str], ...] = ()
 
 
 # field -> (default, kind, help). kind checks and converts a raw YAML value.
@@ -98,7 +108,7 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "dataset": ("mnist5k", "dataset", "dataset name"),
     "data_dir": (None, "optstr", "directory holding torchvision datasets"),
     "split_seed": (0, "int>=0", "seed of the train/validation split"),
-    "models": (["plain"], "models", "list of model names"),
+    "models": (["plain"], "models", "list of model names or {name: ..., param: value} (a plugin: package.module:fn)"),
     "depth": (6, "int>0", "conv layers of the plain model"),
     "width": (16, "int>0", "channels of the plain model, first-stage channels of vgg and resnet"),
     "bn": (None, "optbool", "BatchNorm in vgg and resnet (default: on)"),
@@ -117,7 +127,10 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "target_effect": (0.8, "float>0", "standardized effect (Cohen's d) for which the report states seeds needed"),
     "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
     "claims": ([], "claims", "hypotheses the report gives verdicts on (see README: Claims)"),
+    "loggers": ([], "loggers", "Lightning loggers that also receive each run's metrics: csv, tensorboard"),
+    "loggers_dir": (None, "loggers_dir", "their folder, relative to the runs dir (default: <study>/logs)"),
 }
+LOGGERS = ("csv", "tensorboard")
 
 
 def check_study_name(name) -> str:
@@ -138,6 +151,80 @@ def _choices(kind: str, value, registry, what: str):
     if len(set(items)) != len(items):
         raise StudyError(f"{what} lists a name twice; list each once")
     return tuple(items)
+
+
+def _plugin(kind: str, name, registry):
+    """The user's `kind` named `name` (import path or entry point), or StudyError listing the built-ins."""
+    from .plugins import entry_points, resolve
+
+    if not isinstance(name, str) or not name:
+        raise StudyError(f"{kind} names must be strings, got {name!r}")
+    try:
+        return resolve(kind, name)
+    except StudyError as exc:
+        if not str(exc).startswith(f"unknown {kind}"):
+            raise
+        known = [*registry, *entry_points(kind)]
+        raise StudyError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}, or name your own as "
+                         "package.module:function") from None
+
+
+def _dataset(value) -> str:
+    name = str(value)
+    if name not in DATASETS:
+        _plugin("dataset", name, DATASETS)
+    return name
+
+
+def _models(value) -> tuple[tuple[str, ...], tuple]:
+    """(model names, (name, params given in its entry) pairs): entries are names or {name: ..., param: value}."""
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise StudyError(f"models is empty; list at least one of: {', '.join(MODELS)}")
+    from .plugins import check_options
+
+    names, options = [], []
+    for entry in items:
+        given = {}
+        if isinstance(entry, dict):
+            if "name" not in entry:
+                raise StudyError(f"model entry {entry!r} needs a name, e.g. {{name: mypkg.nets:tiny, width: 8}}")
+            given = dict(entry)
+            entry = given.pop("name")
+        if entry in MODELS:
+            unknown = sorted(set(given) - set(MODELS[entry].params))
+            if unknown:
+                allowed = ", ".join(MODELS[entry].params) or "none"
+                raise StudyError(f"model {entry!r} takes no parameter {unknown[0]!r} (its parameters: {allowed})")
+            for k, v in given.items():
+                given[k] = _convert(k, "optbool" if k == "bn" else "int>0", v)
+        else:
+            given = check_options("model", _plugin("model", entry, MODELS), given)
+        names.append(entry)
+        options.append((entry, tuple(given.items())))
+    if len(set(names)) != len(names):
+        raise StudyError("models lists a name twice; list each once")
+    return tuple(names), tuple(options)
+
+
+def _loggers(value) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if item not in LOGGERS:
+            raise StudyError(f"unknown logger {item!r}; choose from: {', '.join(LOGGERS)}")
+    if len(set(items)) != len(items):
+        raise StudyError("loggers lists a logger twice; list each once")
+    return tuple(items)
+
+
+def _loggers_dir(value) -> str | None:
+    if value in (None, ""):
+        return None
+    parts = Path(str(value)).parts
+    if Path(str(value)).is_absolute() or ".." in parts or not parts:
+        raise StudyError(f"loggers_dir {value!r} must be a folder inside the runs dir, given relative to it "
+                         "(e.g. my-study/logs), without '..'")
+    return str(Path(*parts))
 
 
 def _number(key: str, value, integer: bool, low: float, strict: bool, high: float | None = None):
@@ -194,6 +281,8 @@ def _claim_arm(value, labels: list[str], what: str) -> str:
 
 
 def _claim_where(value, what: str) -> tuple[tuple[str, tuple], ...]:
+    from .plugins import is_reference
+
     registries = {"dataset": DATASETS, "model": MODELS, "activation": ACTIVATIONS}
     if not isinstance(value, dict):
         raise StudyError(f"{what}: where must be a mapping like {{activation: relu}}, got {value!r}")
@@ -205,7 +294,7 @@ def _claim_where(value, what: str) -> tuple[tuple[str, tuple], ...]:
         if not items:
             raise StudyError(f"{what}: where {key} is empty; name at least one value")
         for item in items:
-            if key in registries and item not in registries[key]:
+            if key in registries and item not in registries[key] and not is_reference(item):
                 raise StudyError(f"{what}: unknown {key} {item!r}; choose one of: {', '.join(registries[key])}")
             if key in ("depth", "width") and (isinstance(item, bool) or not isinstance(item, int)):
                 raise StudyError(f"{what}: where {key} must be an integer, got {item!r}")
@@ -292,9 +381,13 @@ def _convert(key: str, kind: str, value):
     if kind == "optstr":
         return None if value in (None, "") else str(value)
     if kind == "dataset":
-        return _choices("dataset", str(value), DATASETS, key)[0]
+        return _dataset(value)
     if kind == "models":
-        return _choices("model", value, MODELS, key)
+        return _models(value)
+    if kind == "loggers":
+        return _loggers(value)
+    if kind == "loggers_dir":
+        return _loggers_dir(value)
     if kind == "activations":
         return _choices("activation", value, ACTIVATIONS, key)
     if kind == "optimizer":
@@ -452,31 +545,54 @@ def _load_study(study: str, overrides) -> Study:
             values[key] = _claims(value, values["initializers"]) if kind == "claims" else _convert(key, kind, value)
         except StudyError as exc:
             raise StudyError(f"study {source}: {exc}") from None
-    study = Study(**values, source=source)
+    values["models"], model_options = values["models"]
+    study = Study(**values, source=source, model_options=model_options, plugins=_plugin_identities(values))
     _check_grid(study)
     return study
 
 
+def _plugin_identities(values: dict) -> tuple:
+    """(kind, name) -> identity of every plugin the study names, read now (a plugin edited since changes it)."""
+    from .plugins import resolve
+
+    named = [("dataset", values["dataset"])] * (values["dataset"] not in DATASETS) + \
+        [("model", m) for m in values["models"] if m not in MODELS] + \
+        [("initializer", i.name) for i in values["initializers"] if i.name not in _builtin_initializers()]
+    return tuple(((kind, name), resolve(kind, name).identity) for kind, name in named)
+
+
+def _builtin_initializers():
+    from .initializers import INITIALIZERS
+
+    return INITIALIZERS
+
+
 def _check_grid(study: Study) -> None:
     """Reject model settings and model x initializer pairs that cannot work, before any run starts."""
-    from .data import DATASET_SHAPES
     from .initializers import check_applicable
-    from .models import build_model
+    from .models import build_model, get_model
 
     labels = [i.label for i in study.initializers]
     if study.reference is not None and study.reference not in labels:
         raise StudyError(f"study {study.source}: reference {study.reference!r} is not one of the initializers "
                          f"({', '.join(labels)})")
-    channels, size, classes = DATASET_SHAPES[study.dataset]
+    channels, size, classes = _dataset_shape(study)
     for model in study.models:
         params = dict(model_params_for(study, model))
-        reason = MODELS[model].check(params)
+        reason = get_model(model).check(params)
         if reason:
             raise StudyError(f"study {study.source}: {reason}; change depth")
         import torch
 
         with torch.device("meta"):  # shapes only: no memory for the weights, however wide the model
-            net = build_model(model, channels, size, classes, study.activations[0], **params)
+            try:
+                net = build_model(model, channels, size, classes, study.activations[0], **params)
+            except Exception as exc:
+                if model in MODELS:
+                    raise
+                text = " ".join(str(exc).split())[:200]
+                raise StudyError(f"study {study.source}: model {model!r} {params} raised {type(exc).__name__} "
+                                 f"when built: {text}; fix the model or its parameters") from None
         n_params = sum(p.numel() for p in net.parameters())
         if n_params > MAX_PARAMS:
             raise StudyError(f"study {study.source}: model {model} {params} has {n_params:,} parameters, more "
@@ -486,6 +602,24 @@ def _check_grid(study: Study) -> None:
             if reason:
                 raise StudyError(f"study {study.source}: initializer {spec.label!r} cannot be used: {reason}; "
                                  "remove it or change the model")
+
+
+def _dataset_shape(study: Study) -> tuple[int, int, int]:
+    """(channels, image side, classes): known for built-ins; a user's dataset is loaded (once per process)."""
+    from .data import DATASET_SHAPES, load_dataset
+    from .errors import DataError
+
+    if study.dataset in DATASET_SHAPES:
+        return DATASET_SHAPES[study.dataset]
+    try:
+        d = load_dataset(study.dataset, study.data_dir, study.split_seed)
+    except DataError as exc:
+        raise StudyError(f"study {study.source}: {exc}") from None
+    except Exception as exc:  # the user's function raised
+        text = " ".join(str(exc).split())[:200]
+        raise StudyError(f"study {study.source}: dataset {study.dataset!r} raised {type(exc).__name__}: {text}; "
+                         "fix the dataset function") from None
+    return d.in_channels, d.image_size, d.num_classes
 
 
 @dataclass(frozen=True)
@@ -505,11 +639,18 @@ class RunSpec:
     lr: float
     momentum: float
     weight_decay: float
+    # (kind, name, identity) of each user plugin the run uses; left out of to_dict when empty, so built-in
+    # runs keep their ids
+    plugins: tuple[tuple[str, str, str], ...] = ()
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["model_params"] = dict(self.model_params)
         d["init"] = self.init.to_dict()
+        if self.plugins:
+            d["plugins"] = [list(p) for p in self.plugins]
+        else:
+            del d["plugins"]
         return d
 
     @property
@@ -528,13 +669,20 @@ class RunSpec:
 
 def model_params_for(study: Study, model: str) -> tuple[tuple[str, object], ...]:
     """The study's settings for the parameters `model` accepts, in its declared order."""
-    given = {"depth": study.depth, "width": study.width, "bn": study.bn}
+    explicit = dict(dict(study.model_options).get(model, ()))
+    if model not in MODELS:  # a user's model takes only the parameters of its own entry
+        return tuple(explicit.items())
+    given = {"depth": study.depth, "width": study.width, "bn": study.bn, **explicit}
     return tuple((k, default if given[k] is None else given[k]) for k, default in MODELS[model].params.items())
 
 
 def expand(study: Study) -> list[RunSpec]:
     """All runs of the grid, ordered seed-major so a partial sweep has whole seeds (paired blocks)."""
-    specs = []
+    specs, identity = [], dict(study.plugins)
+
+    def plugins(*named):
+        return tuple((kind, name, identity[kind, name]) for kind, name in named if (kind, name) in identity)
+
     for seed in study.seeds:
         for model in study.models:
             model_params = model_params_for(study, model)
@@ -542,7 +690,9 @@ def expand(study: Study) -> list[RunSpec]:
                 for init in study.initializers:
                     specs.append(RunSpec(study.dataset, study.split_seed, model, model_params, activation,
                                          init, seed, study.epochs, study.batch_size, study.optimizer,
-                                         study.lr, study.momentum, study.weight_decay))
+                                         study.lr, study.momentum, study.weight_decay,
+                                         plugins(("dataset", study.dataset), ("model", model),
+                                                 ("initializer", init.name))))
     return specs
 
 
@@ -550,3 +700,212 @@ def describe_keys() -> dict[str, str]:
     """Study keys with their help text, for `initstudy list`."""
     return {k: h for k, (_d, _k, h) in _DEFAULTS.items()}
 
+
+
+# ---------------------------------------------------------------- analysis settings for imported logs
+
+SETTINGS_KEYS = {  # key -> help; a settings file is checked like a study file, the data checks come with the logs
+    "threshold": "validation accuracy (fraction) that counts as reached (default 0.9)",
+    "alpha": "significance level (default 0.05)",
+    "reference": "initializer that hazard ratios compare against",
+    "target_effect": "standardized effect the power section states seeds needed for (default 0.8)",
+    "claims": "hypotheses the report gives verdicts on, as in study files",
+    "order": "initializers in the order tables and figures show them",
+    "labels": "logged initializer name -> label shown in the report",
+    "factors": "columns that define the cells (default: every non-reserved column)",
+    "budget_epochs": "the epoch budget the runs were given (default: the import's)",
+    "design": "auto, paired or unpaired",
+}
+DESIGNS = ("auto", "paired", "unpaired")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How imported logs are analysed. Initializers are named by their report labels (after `labels`)."""
+
+    threshold: float = 0.9  # validation accuracy (fraction) that defines epochs-to-threshold
+    alpha: float = 0.05  # significance level for verdicts
+    reference: str | None = None  # arm hazard ratios compare against; None: first arm that reached
+    target_effect: float = 0.8  # standardized effect for the seeds-needed statement
+    claims: tuple[Claim, ...] = ()
+    order: tuple[str, ...] | None = None  # None: sorted
+    labels: tuple[tuple[str, str], ...] = ()  # (logged name, label)
+    factors: tuple[str, ...] | None = None  # None: every factor column of the logs
+    budget_epochs: int | None = None  # None: the import's budget
+    design: str = "auto"
+    source: str = ""  # the file(s) read, for messages and the report
+
+    def label(self, name: str) -> str:
+        return dict(self.labels).get(name, name)
+
+
+def _names(key: str, value, what: str = "names") -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                           for v in value):
+        raise StudyError(f"{key} must be a non-empty list of {what}, got {value!r}")
+    items = [str(v) for v in value]
+    dup = next((x for x in items if items.count(x) > 1), None)
+    if dup is not None:
+        raise StudyError(f"{key} lists {dup!r} twice; list each once")
+    return tuple(items)
+
+
+def _settings_claims(value) -> tuple[Claim, ...]:
+    """Claims in the study-file grammar; their arms and `where` factors are checked against the logs later."""
+    if not isinstance(value, list):
+        raise StudyError(f"claims must be a list of mappings, got {value!r}")
+    arms = [v for raw in value if isinstance(raw, dict) for v in (raw.get("a"), raw.get("b"))
+            if isinstance(v, str) and v]
+    plain = [{k: v for k, v in raw.items() if k != "where"} if isinstance(raw, dict) else raw for raw in value]
+
+    class _Arm:  # what _claims reads of an initializer: its label
+        def __init__(self, label):
+            self.label = label
+
+    claims = list(_claims(plain, tuple(_Arm(a) for a in dict.fromkeys(arms))))
+    for n, (raw, claim) in enumerate(zip(value, claims), 1):
+        where = raw.get("where", {})
+        if not isinstance(where, dict):
+            raise StudyError(f"claim {n}: where must be a mapping like {{model: resnet}}, got {where!r}")
+        pairs = []
+        for key, accepted in where.items():
+            items = accepted if isinstance(accepted, list) else [accepted]
+            if not items:
+                raise StudyError(f"claim {n}: where {key} is empty; name at least one value")
+            pairs.append((str(key), tuple(str(x) for x in items)))  # imported factor values are text
+        claims[n - 1] = Claim(claim.text, claim.a, claim.b, claim.endpoint, claim.direction, claim.margin,
+                              claim.at_most, claim.at_least, tuple(pairs), claim.source)
+    return tuple(claims)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """' at line L, column C: what' for a YAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"
+
+
+def read_settings(path: str | Path) -> dict:
+    """The raw mapping of a settings YAML file, with unknown keys refused."""
+    path = Path(path)
+    try:
+        raw = _yaml(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"settings file {path} not found; give the path of a .yaml file") from None
+    except IsADirectoryError:
+        raise StudyError(f"settings file {path} is a folder; give the path of a .yaml file") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"settings file {path} is not valid YAML{_yaml_problem(exc)}; fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyError(f"settings file {path} is unreadable ({type(exc).__name__}); check the path") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise StudyError(f"settings file {path} must be a mapping of keys like 'threshold:' and 'claims:'")
+    unknown = sorted((str(k) for k in set(raw) - set(SETTINGS_KEYS)))
+    if unknown:
+        raise StudyError(f"settings file {path}: unknown key {unknown[0]!r}; valid keys: {', '.join(SETTINGS_KEYS)}")
+    return raw
+
+
+def settings_from_dict(raw: dict, source: str = "settings") -> Settings:
+    """Check every key's type and range (see SETTINGS_KEYS); StudyError names `source` and the key."""
+    unknown = sorted(str(k) for k in set(raw) - set(SETTINGS_KEYS))
+    if unknown:
+        raise StudyError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(SETTINGS_KEYS)}")
+    values = {}
+    try:
+        for key, value in raw.items():
+            if value is None:
+                continue
+            if key in ("threshold", "alpha"):
+                values[key] = _number(key, value, False, 0, True, 1.0)
+            elif key == "target_effect":
+                values[key] = _number(key, value, False, 0, True, LIMITS["target_effect"])
+            elif key == "budget_epochs":
+                values[key] = _number(key, value, True, 0, True, 100_000)
+            elif key == "reference":
+                if not isinstance(value, (str, int)) or isinstance(value, bool) or value == "":
+                    raise StudyError(f"reference must be an initializer name, got {value!r}")
+                values[key] = str(value)
+            elif key == "design":
+                if value not in DESIGNS:
+                    raise StudyError(f"design must be one of {', '.join(DESIGNS)}, got {value!r}")
+                values[key] = value
+            elif key in ("order", "factors"):
+                values[key] = _names(key, value, "initializer names" if key == "order" else "column names")
+            elif key == "labels":
+                if not isinstance(value, dict) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                          and str(v) for v in value.values()):
+                    raise StudyError(f"labels must map logged initializer names to labels, e.g. {{he: Kaiming}}, "
+                                     f"got {value!r}")
+                pairs = tuple((str(k), str(v)) for k, v in value.items())
+                shown = [v for _k, v in pairs]
+                dup = next((x for x in shown if shown.count(x) > 1), None)
+                if dup is not None:
+                    raise StudyError(f"labels gives two initializers the label {dup!r}; give each its own")
+                values[key] = pairs
+            elif key == "claims":
+                values[key] = _settings_claims(value)
+    except StudyError as exc:
+        raise StudyError(f"{source}: {exc}") from None
+    return Settings(**values, source=source)
+
+
+def load_settings(*paths: str | Path | None) -> Settings:
+    """Settings read from the files in order, a later file's keys replacing an earlier one's (None: skipped)."""
+    raw, sources = {}, []
+    for path in paths:
+        if path is not None:
+            raw.update(read_settings(path))
+            sources.append(str(path))
+    return settings_from_dict(raw, " + ".join(sources) or "settings")
+
+
+def check_settings(settings: Settings, initializers: list[str], factors: list[str], max_epoch: int) -> Settings:
+    """The settings with every initializer named by its label (order, reference and claims may name it as logged
+    or by label); StudyError when they name what the logs lack: `initializers` as logged, `factors` the logs'
+    factor columns, `max_epoch` the last epoch logged."""
+    src = settings.source
+    logged = ", ".join(initializers)
+    for name, _label in settings.labels:
+        if name not in initializers:
+            raise StudyError(f"{src}: labels names initializer {name!r}, which the logs lack; logged: {logged}")
+    shown = [settings.label(i) for i in initializers]
+    clash = next((x for x in shown if shown.count(x) > 1), None)
+    if clash is not None:
+        raise StudyError(f"{src}: labels makes two initializers show as {clash!r}; give each its own label")
+    names = ", ".join(shown)
+    settings = _relabel(settings)
+    named = [("order", x) for x in settings.order or ()] + ([("reference", settings.reference)]
+                                                           if settings.reference else [])
+    for n, c in enumerate(settings.claims, 1):
+        named += [(f"claim {n}", x) for x in (c.a, c.b) if x is not None]
+    for what, x in named:
+        if x not in shown:
+            raise StudyError(f"{src}: {what} names initializer {x!r}, which the logs lack; use one of: {names}")
+    for f in settings.factors or ():
+        if f not in factors:
+            raise StudyError(f"{src}: factors names column {f!r}, which the logs lack; factor columns: "
+                             f"{', '.join(factors) or 'none'}")
+    cells = settings.factors if settings.factors is not None else factors
+    for n, c in enumerate(settings.claims, 1):
+        for key, _values in c.where:
+            if key not in cells:
+                raise StudyError(f"{src}: claim {n}: where names {key!r}, which is not a factor of the logs; factors: "
+                                 f"{', '.join(cells) or 'none'}")
+    if settings.budget_epochs is not None and settings.budget_epochs < max_epoch:
+        raise StudyError(f"{src}: budget_epochs {settings.budget_epochs} is below the last logged epoch "
+                         f"{max_epoch}; raise it or leave it out")
+    return settings
+
+
+def _relabel(s: Settings) -> Settings:
+    """`s` with the logged names in order, reference and claims replaced by their labels."""
+    from dataclasses import replace
+
+    def lab(x):
+        return None if x is None else s.label(x)
+
+    claims = tuple(replace(c, a=lab(c.a), b=lab(c.b)) for c in s.claims)
+    return replace(s, order=None if s.order is None else tuple(map(lab, s.order)), reference=lab(s.reference),
+                   claims=claims)

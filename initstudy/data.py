@@ -36,7 +36,7 @@ class Dataset:
 
     @property
     def description(self) -> str:
-        return DATASET_DESCRIPTIONS[self.name]
+        return dataset_description(self.name)
 
     @property
     def in_channels(self) -> int:
@@ -220,6 +220,71 @@ DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
 }
 
 
+def _plugin_loader(name: str) -> Callable[[str | None, int], Dataset]:
+    """A user's dataset function, `fn(data_dir, split_seed)`, whose result is checked and made a `Dataset`.
+
+    It returns `(x_train, y_train, x_val, y_val, num_classes)` or a dict with those keys: images (N, C, H, W)
+    float with H = W, labels (N,) integer class indices below num_classes (tensors or numpy arrays). The images
+    are used as given (normalise them in the function); the split is the function's, seeded by split_seed.
+    """
+    from .plugins import lookup
+
+    plugin = lookup("dataset", name)
+
+    def load(data_dir: str | None, split_seed: int) -> Dataset:
+        out = plugin.fn(data_dir, split_seed)
+        keys = ("x_train", "y_train", "x_val", "y_val", "num_classes")
+        if isinstance(out, dict):
+            missing = [k for k in keys if k not in out]
+            if missing:
+                raise DataError(f"dataset {name!r} returned a dict without {missing[0]!r}; return the keys "
+                                f"{', '.join(keys)}")
+            out = tuple(out[k] for k in keys)
+        if not isinstance(out, (tuple, list)) or len(out) != 5:
+            raise DataError(f"dataset {name!r} must return (x_train, y_train, x_val, y_val, num_classes) or a dict "
+                            "with those keys")
+        x_tr, y_tr, x_va, y_va, classes = out
+        if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
+            raise DataError(f"dataset {name!r}: num_classes must be a positive integer, got {classes!r}")
+        tensors = []
+        for what, x, y in (("training", x_tr, y_tr), ("validation", x_va, y_va)):
+            try:
+                x, y = torch.as_tensor(x), torch.as_tensor(y)
+            except (TypeError, ValueError, RuntimeError):
+                raise DataError(f"dataset {name!r}: the {what} images and labels must be tensors or arrays") from None
+            if x.dim() != 4 or x.shape[2] != x.shape[3] or not x.is_floating_point() or not len(x):
+                raise DataError(f"dataset {name!r}: {what} images must be float (N, C, H, W) with H = W and N > 0, "
+                                f"got {x.dtype} {tuple(x.shape)}")
+            if y.shape != (len(x),) or y.is_floating_point() or y.dtype == torch.bool or \
+                    int(y.min()) < 0 or int(y.max()) >= int(classes):
+                raise DataError(f"dataset {name!r}: {what} labels must be integers (N,) from 0 to num_classes - 1 "
+                                f"= {int(classes) - 1}, one per image")
+            tensors += [x.to(torch.float32).contiguous(), y.to(torch.int64).contiguous()]
+        if tensors[0].shape[1:] != tensors[2].shape[1:]:
+            raise DataError(f"dataset {name!r}: training images {tuple(tensors[0].shape[1:])} and validation images "
+                            f"{tuple(tensors[2].shape[1:])} differ in shape")
+        return Dataset(name, *tensors, int(classes))
+
+    return load
+
+
+def dataset_loader(name: str) -> Callable[[str | None, int], Dataset]:
+    """The loader of a built-in dataset, or of a user's one named by import path or entry point."""
+    if name in DATASETS:
+        return DATASETS[name]
+    return _plugin_loader(name)
+
+
+def dataset_description(name: str) -> str:
+    """One sentence on the dataset for the report (a plugin's docstring first line and its module)."""
+    if name in DATASET_DESCRIPTIONS:
+        return DATASET_DESCRIPTIONS[name]
+    from .plugins import lookup
+
+    plugin = lookup("dataset", name)
+    return f"{plugin.doc or 'user dataset'} ({plugin.module})"
+
+
 _LOADING = threading.Lock()  # runs training in threads start together: one of them fills the cache
 
 
@@ -231,9 +296,17 @@ def load_dataset(name: str, data_dir: str | None = None, split_seed: int = 0) ->
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, data_dir: str | None, split_seed: int) -> Dataset:
-    if name not in DATASETS:
+    from .plugins import is_reference
+
+    if name not in DATASETS and not is_reference(name) and name not in _entry_point_names():
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    return DATASETS[name](data_dir, split_seed)
+    return dataset_loader(name)(data_dir, split_seed)
+
+
+def _entry_point_names() -> set[str]:
+    from .plugins import entry_points
+
+    return set(entry_points("dataset"))
 
 
 class TensorBatches:

@@ -20,6 +20,11 @@ that dies (SIGKILL, the out-of-memory killer) loses only its current run: the
 run is retried on a fresh worker up to WORKER_LOSS_RETRIES times, then recorded
 as failed. Workers exit on their own when the driver dies.
 
+A user's plugin travels by name: each worker imports it itself. Spawned workers inherit
+PYTHONPATH and sys.path; a private local Ray instance gets the plugins' folders on its
+workers' PYTHONPATH; on a Ray cluster every node must import the plugin on its own
+(installed there, or on its PYTHONPATH), else the run fails with ModuleNotFoundError.
+
 torch is imported inside functions only: a spawned worker must set
 CUDA_VISIBLE_DEVICES before torch can look at the GPUs.
 """
@@ -327,7 +332,8 @@ def _ray_task(spec: RunSpec, dataset: Dataset, accelerator: str, threads: int) -
 class RayExecutor:
     """Each run a Ray task with `cpus` CPUs (and torch threads) and `gpus` GPUs, retried when its worker dies."""
 
-    def __init__(self, address: str | None, cpus: int, gpus: float | None, accelerator: str, dataset: Dataset):
+    def __init__(self, address: str | None, cpus: int, gpus: float | None, accelerator: str, dataset: Dataset,
+                 pythonpath: tuple[str, ...] | list[str] = ()):
         try:
             import ray
         except ImportError:
@@ -335,8 +341,13 @@ class RayExecutor:
         self.ray, self.cpus, self.dataset = ray, cpus, dataset
         try:
             # "local" starts a private instance even when this machine runs a cluster; "auto" finds that cluster.
+            # A private instance's workers get the folders plugins were imported from on their PYTHONPATH; a
+            # cluster's nodes must be able to import the plugins themselves (installed, or on their PYTHONPATH).
+            env = [*pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+            runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(env))}} if env and not address \
+                else None
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)
+                     logging_level=logging.ERROR, runtime_env=runtime_env)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"at {address}" if address else "locally"
             raise SweepError(f"cannot start or reach a Ray cluster {where} ({one_line(exc, 160)}); start one "
@@ -462,6 +473,8 @@ def make_executor(study: Study, executor: str = "local", workers: int | None = N
         raise SweepError("--workers and --parallel are for the local executor; with --executor ray the cluster's "
                          "CPUs divided by --cpus-per-run set how many runs train at once")
     from .data import load_dataset
+    from .plugins import import_roots
 
     dataset = load_dataset(study.dataset, study.data_dir, study.split_seed)
-    return RayExecutor(ray_address, cpus_per_run or 1, gpus_per_run, study.accelerator, dataset)
+    return RayExecutor(ray_address, cpus_per_run or 1, gpus_per_run, study.accelerator, dataset,
+                       import_roots(name for (_kind, name), _identity in study.plugins))

@@ -10,6 +10,12 @@ Fans are group-aware: for a conv weight (out, in/groups, kh, kw),
 fan_in = in/groups * kh * kw and fan_out = out/groups * kh * kw (torch counts
 fan_out = out * kh * kw, which overstates it for grouped and depthwise convs).
 
+A user's initializer (`package.module:fn` or an entry point, see plugins.py) is wrapped
+as an `Initializer` by `get_initializer`: per layer `fn(weight, *, fan_in, fan_out, gain,
+generator, **options)` with gain the activation's (or the entry's `gain`), or, marked with
+`initstudy.whole_model`, `fn(model, *, generator, batch, activation, **options)` with the
+activation's name; its docstring's first line is its formula, `fn.std` its theory.
+
 Biases follow the spec's bias policy: "zeros" (the default), "torch" (torch's
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the default for `default`) or a constant.
 """
@@ -26,7 +32,7 @@ from scipy import stats
 from scipy.linalg import hadamard
 from torch import nn
 
-from .models import ACTIVATIONS, MODELS, BasicBlock, Scalar
+from .models import ACTIVATIONS, BasicBlock, Scalar, get_model
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 KERAS_TRUNC_CORRECTION = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2] (Keras VarianceScaling)
@@ -253,7 +259,7 @@ def _check_delta_orthogonal(model: nn.Module, model_name: str) -> str | None:
 
 
 def _check_residual(model: nn.Module, model_name: str) -> str | None:
-    if not MODELS[model_name].residual:
+    if not get_model(model_name).residual:
         return f"fixup needs residual branches; model {model_name!r} has none (use resnet)"
     return None
 
@@ -282,6 +288,8 @@ class Initializer:
     # theory(gain, fan_in, fan_out, shape, **options) -> predicted weight std, or None when it is not one number
     theory: Callable | None = None
     check: Callable[[nn.Module, str], str | None] | None = None
+    module: str = ""  # a plugin's module ("" for a built-in)
+    plugin: object = None  # plugins.Plugin of a user's initializer, None for a built-in
 
 
 INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [
@@ -354,6 +362,32 @@ INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [
                 source="Zhang et al. 2019 (Fixup)", check=_check_residual),
 ]}
 
+def _plugin_initializer(name: str) -> Initializer:
+    """A user's initializer (import path or entry point) behind the built-ins' calling convention."""
+    from .plugins import lookup
+
+    plugin = lookup("initializer", name)
+    fn = plugin.fn
+    if plugin.whole:
+        def run(model, spec, activation, g, batch, **options):
+            fn(model, generator=g, batch=batch, activation=activation, **options)
+    else:
+        def run(w, gain, g, fi, fo, **options):
+            fn(w, fan_in=fi, fan_out=fo, gain=gain, generator=g, **options)
+    std = getattr(fn, "std", None)
+    theory = None if not callable(std) or plugin.whole else (
+        lambda gain, fi, fo, shape, **options: std(fi, fo, gain, **options))
+    return Initializer(name, run, {}, gain="activation", formula=plugin.doc, source=plugin.module,
+                       whole_model=plugin.whole, theory=theory, module=plugin.module, plugin=plugin)
+
+
+def get_initializer(name: str) -> Initializer:
+    """The built-in initializer `name`, or a user's one named by import path or entry point (ValueError)."""
+    if name in INITIALIZERS:
+        return INITIALIZERS[name]
+    return _plugin_initializer(name)
+
+
 _OPTION_CHOICES = {"mode": ("fan_in", "fan_out", "fan_avg"),
                    "distribution": ("truncated_normal", "untruncated_normal", "uniform")}
 _OPTION_LIMITS = {"std": (0, False), "bound": (0, False), "sparsity": (0, True), "tol": (0, False),
@@ -393,10 +427,33 @@ def _check_option(name: str, key: str, value):
 def make_spec(name: str, options: dict | None = None, gain: float | None = None,
               label: str | None = None, bias=None) -> InitSpec:
     """Check `name` and `options` against the registry and fill in defaults (raises ValueError)."""
-    if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; choose one of: {', '.join(INITIALIZERS)}")
-    init = INITIALIZERS[name]
+    from .plugins import is_reference
+
     options = dict(options or {})
+    if name not in INITIALIZERS:
+        from .errors import StudyError
+        from .plugins import check_options
+
+        try:
+            init = get_initializer(name)
+        except StudyError as exc:
+            if is_reference(name) or not str(exc).startswith("unknown initializer"):
+                raise
+            raise ValueError(f"unknown initializer {name!r}; choose one of: {', '.join(INITIALIZERS)} (or name "
+                             "your own as package.module:function)") from None
+        filled = check_options("initializer", init.plugin, options)
+        gain = _check_gain(name, gain)
+        bias = _check_bias(name, bias)
+        if not label:
+            shown = {k: v for k, v in options.items() if init.plugin.options.get(k) != v}
+            if gain is not None:
+                shown["gain"] = gain
+            if bias is not None and bias != init.bias:
+                shown["bias"] = bias
+            label = name.rpartition(":")[2] + ("(" + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) + ")"
+                                               if shown else "")
+        return InitSpec(name, tuple(sorted(filled.items())), gain, label, None if bias == init.bias else bias)
+    init = INITIALIZERS[name]
     unknown = set(options) - set(init.options)
     if unknown:
         allowed = ", ".join(init.options) or "none"
@@ -407,15 +464,9 @@ def make_spec(name: str, options: dict | None = None, gain: float | None = None,
     filled = {**init.options, **options}
     if name == "truncated_normal" and not filled["a"] < filled["mean"] < filled["b"]:
         raise ValueError("initializer 'truncated_normal': need a < mean < b")
-    if gain is not None:
-        if init.gain == "fixed":
-            raise ValueError(f"initializer {name!r} has no gain; remove 'gain'")
-        if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-            raise ValueError(f"initializer {name!r}: gain must be a positive number, got {gain!r}")
-        gain = float(gain)
-    if bias is not None and bias not in ("zeros", "torch") and (
-            isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias)):
-        raise ValueError(f"initializer {name!r}: bias must be zeros, torch or a number, got {bias!r}")
+    if gain is not None and init.gain == "fixed":
+        raise ValueError(f"initializer {name!r} has no gain; remove 'gain'")
+    gain, bias = _check_gain(name, gain), _check_bias(name, bias)
     if not label:
         shown = {k: v for k, v in options.items() if init.options[k] != v}
         if gain is not None:
@@ -426,17 +477,32 @@ def make_spec(name: str, options: dict | None = None, gain: float | None = None,
     return InitSpec(name, tuple(sorted(filled.items())), gain, label, None if bias == init.bias else bias)
 
 
+def _check_gain(name: str, gain):
+    if gain is None:
+        return None
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0 or not math.isfinite(gain):
+        raise ValueError(f"initializer {name!r}: gain must be a positive number, got {gain!r}")
+    return float(gain)
+
+
+def _check_bias(name: str, bias):
+    if bias is not None and bias not in ("zeros", "torch") and (
+            isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias)):
+        raise ValueError(f"initializer {name!r}: bias must be zeros, torch or a number, got {bias!r}")
+    return bias
+
+
 def resolve_gain(spec: InitSpec, activation: str) -> float:
     """The gain the initializer uses with this activation (1 for gain-free methods)."""
     if spec.gain is not None:
         return spec.gain
-    if INITIALIZERS[spec.name].gain == "activation":
+    if get_initializer(spec.name).gain == "activation":
         return ACTIVATIONS[activation].gain
     return 1.0
 
 
 def bias_policy(spec: InitSpec):
-    return INITIALIZERS[spec.name].bias if spec.bias is None else spec.bias
+    return get_initializer(spec.name).bias if spec.bias is None else spec.bias
 
 
 def _set_bias(layer: nn.Module, spec: InitSpec, g: torch.Generator) -> None:
@@ -452,13 +518,13 @@ def _set_bias(layer: nn.Module, spec: InitSpec, g: torch.Generator) -> None:
 
 def check_applicable(spec: InitSpec, model: nn.Module, model_name: str) -> str | None:
     """The reason `spec` cannot initialise `model`, or None."""
-    check = INITIALIZERS[spec.name].check
+    check = get_initializer(spec.name).check
     return check(model, model_name) if check else None
 
 
 def theoretical_std(spec: InitSpec, layer: nn.Module, activation: str) -> float | None:
     """The weight std the initializer's formula predicts for `layer`, or None (data-dependent or structured)."""
-    init = INITIALIZERS[spec.name]
+    init = get_initializer(spec.name)
     if init.theory is None:
         return None
     fi, fo = layer_fans(layer)
@@ -472,7 +538,7 @@ def apply_init(model: nn.Module, spec: InitSpec, activation: str, generator: tor
 
     `batch` (N, C, H, W) is a batch of training images, needed by data-dependent methods (lsuv).
     """
-    init = INITIALIZERS[spec.name]
+    init = get_initializer(spec.name)
     options = dict(spec.options)
     if init.whole_model:
         init.fn(model, spec, activation, generator, batch, **options)

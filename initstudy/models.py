@@ -2,7 +2,8 @@
 
 Builders take (in_channels, image_size, num_classes, activation, **params); the
 params each model accepts are declared in `MODELS` so study files are checked
-when they are loaded.
+when they are loaded. A user's builder (`package.module:fn` or an entry point) gets the
+activation as a zero-argument factory instead of its name (`get_model`).
 """
 
 from __future__ import annotations
@@ -243,8 +244,35 @@ MODELS: dict[str, Model] = {
 }
 
 
+def _plugin_model(name: str) -> Model:
+    """A user's model builder (import path or entry point) behind the built-ins' calling convention.
+
+    The builder gets the activation as a zero-argument factory, e.g. `nn.ReLU`, and must return an nn.Module.
+    """
+    from .plugins import lookup
+
+    plugin = lookup("model", name)
+
+    def build(in_channels, image_size, num_classes, activation, **params):
+        net = plugin.fn(in_channels, image_size, num_classes, ACTIVATIONS[activation].make, **params)
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"model {name!r} returned a {type(net).__name__}, not an nn.Module")
+        return net
+
+    description = plugin.doc or "user model"
+    return Model(name, build, dict(plugin.options), f"{description} ({plugin.module})",
+                 residual=bool(getattr(plugin.fn, "initstudy_residual", False)))
+
+
+def get_model(name: str) -> Model:
+    """The built-in model `name`, or a user's one named by import path or entry point (StudyError)."""
+    if name in MODELS:
+        return MODELS[name]
+    return _plugin_model(name)
+
+
 def build_model(name: str, in_channels: int, image_size: int, num_classes: int, activation: str,
                 **params) -> nn.Module:
-    model = MODELS[name]
+    model = get_model(name)
     kwargs = {k: params.get(k, v) for k, v in model.params.items()}
     return model.build(in_channels, image_size, num_classes, activation, **kwargs)

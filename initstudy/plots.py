@@ -107,12 +107,14 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
     """Validation accuracy and training loss (log scale) per epoch: mean and 95% CI band over seeds."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
+    has_loss = bool((tidy["train_loss"] > 0).any())  # imported logs may hold no training loss
+    panels = ((ax_acc, "val_acc"), (ax_loss, "train_loss")) if has_loss else ((ax_acc, "val_acc"),)
     for i, init in enumerate(order):
         g = tidy[tidy["initializer"] == init]
         if g.empty:
             continue
         st = style(i)
-        for ax, col in ((ax_acc, "val_acc"), (ax_loss, "train_loss")):
+        for ax, col in panels:
             wide = g.pivot_table(index="seed", columns="epoch", values=col, aggfunc="first")
             if col == "train_loss":
                 wide = wide.where(wide > 0)
@@ -127,11 +129,15 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
         ax_acc.annotate(f"threshold {threshold:g}", (0, threshold), textcoords="offset points", xytext=(2, 3),
                         fontsize=7, color="0.3")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy", ylim=(0, 1.02))
-    ax_loss.set(xlabel="epoch", ylabel="training loss (log)", title="Training loss", yscale="log")
+    if has_loss:
+        ax_loss.set(xlabel="epoch", ylabel="training loss (log)", title="Training loss", yscale="log")
+    else:
+        ax_loss.set(title="Training loss", xticks=[], yticks=[])
+        ax_loss.text(0.5, 0.5, "not in the logs", ha="center", va="center", color="0.4", transform=ax_loss.transAxes)
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_loss.legend(fontsize=7, loc="best")
+    (ax_loss if has_loss else ax_acc).legend(fontsize=7, loc="best")
     return fig
 
 

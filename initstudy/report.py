@@ -5,11 +5,16 @@ CSV); `write_report` puts `report.html`, `results.json` and `tidy.csv` in
 `<runs_dir>/<study>/report/`, and with `pdf=True` also `report.pdf`, printed by
 WeasyPrint from the same HTML. Figures are inlined as SVG data URIs and the CSV
 as a data: link, so the HTML file stands alone.
+
+Imported logs (and data frames from a notebook) go through `analyze_logs`, which gives an `Analysis`;
+`write_logs_report` renders it with the same cell sections, leaving out what the logs cannot hold
+(initialization diagnostics) and stating what they do not record.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import hashlib
 import importlib
@@ -18,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -27,11 +33,12 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
-from .analysis import DIVERGED_SCORE, CellResult, Results, analyze, run_outcomes
+from .analysis import DIVERGED_SCORE, TIDY_COLUMNS, CellResult, Results, analyze, run_outcomes
 from .claims import ClaimVerdict, CellVerdict, evaluate_claims
-from .config import Study, expand, model_params_for
+from .config import Settings, Study, check_settings, expand, load_settings, model_params_for, settings_from_dict
 from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
-from .errors import ReportError, StoreError
+from .errors import InitStudyError, ReportError, StoreError
+from .importing import IMPORTED, load_imported
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
 from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, tidy_frame, write_json
@@ -93,8 +100,13 @@ def p_clause(p) -> str:
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
+def _factors_title(factors: dict) -> str:
+    """'model plain, activation relu'; logs without factor columns are one cell, 'all runs'."""
+    return ", ".join(f"{k} {v}" for k, v in factors.items() if v != NOT_APPLICABLE) or "all runs"
+
+
 def _cell_title(cell: CellResult) -> str:
-    return ", ".join(f"{k} {v}" for k, v in cell.factors.items() if v != NOT_APPLICABLE)
+    return _factors_title(cell.factors)
 
 
 def headline(cell: CellResult, alpha: float) -> list[str]:
@@ -174,20 +186,25 @@ def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
 
 
 def methods(study: Study) -> dict:
+    from .data import dataset_description
+    from .initializers import get_initializer
+    from .models import get_model
+
     inits = []
     for spec in study.initializers:
-        init = INITIALIZERS[spec.name]
+        init = get_initializer(spec.name)  # a plugin: its docstring's first line as formula, its module as source
         gains = {a: resolve_gain(spec, a) for a in study.activations}
-        inits.append({"label": spec.label, "name": spec.name, "formula": init.formula, "source": init.source,
+        source = f"{init.module} (user plugin)" if init.module else init.source
+        inits.append({"label": spec.label, "name": spec.name, "formula": init.formula or "–", "source": source,
                       "options": ", ".join(f"{k}={v}" for k, v in spec.options) or "–",
                       "gain": ", ".join(f"{a}: {g:.4g}" for a, g in gains.items()) if init.gain != "fixed" else "–",
                       "bias": bias_policy(spec)})
-    models = [{"name": m, "description": MODELS[m].description,
+    models = [{"name": m, "description": get_model(m).description,
                "params": ", ".join(f"{k}={v}" for k, v in model_params_for(study, m)) or "–"}
               for m in study.models]
     optimizer = (f"SGD with momentum {study.momentum:g}" if study.optimizer == "sgd" else "Adam") + \
         f", learning rate {study.lr:g} (constant), weight decay {study.weight_decay:g}"
-    return {"dataset": DATASET_DESCRIPTIONS[study.dataset], "models": models, "initializers": inits,
+    return {"dataset": dataset_description(study.dataset), "models": models, "initializers": inits,
             "activations": ", ".join(study.activations), "seeds": ", ".join(map(str, study.seeds)),
             "n_seeds": len(study.seeds), "epochs": study.epochs, "batch_size": study.batch_size,
             "optimizer": optimizer, "threshold": study.threshold, "alpha": study.alpha}
@@ -341,7 +358,7 @@ def claim_rows(verdicts: tuple[ClaimVerdict, ...]) -> list[dict]:
         where = "; ".join(f"{k}: {', '.join(map(str, vals))}" for k, vals in c.where) or "every cell"
         rows.append({"verdict": v, "text": c.text, "what": what, "where": where, "source": c.source,
                      "mark": VERDICT_MARK[v.verdict],
-                     "cells": [{"title": ", ".join(f"{k} {x}" for k, x in cv.factors.items() if x != NOT_APPLICABLE),
+                     "cells": [{"title": _factors_title(cv.factors),
                                 "verdict": cv.verdict,
                                 "mark": VERDICT_MARK[cv.verdict], "sentence": claim_sentence(c, cv)}
                                for cv in v.cells]})
@@ -444,22 +461,20 @@ class Report:
         return {**self.results.to_dict(), "claims": [v.to_dict() for v in self.claims]}
 
 
-def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> Report:
-    results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
-    order = [i.label for i in study.initializers]
-    store = RunStore(runs_dir, study.name)
-    specs = expand(study)
-    diag = diagnostics_frame(specs, store)
+def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: pd.DataFrame
+                  ) -> tuple[list[dict], list[pd.DataFrame]]:
+    """(one template dict per cell: title, result, headline, figures, signal rows; each cell's run outcomes)."""
+    alpha, threshold = results.alpha, results.threshold
     cells, finals = [], []
     for cell in results.cells:
         cell_tidy = _in_cell(tidy, cell.factors)
-        outcomes = run_outcomes(cell_tidy, study.threshold, study.epochs)
+        outcomes = run_outcomes(cell_tidy, threshold, cell.budget_epochs)
         finals.append(outcomes)
         present = [i for i in order if i in set(cell_tidy["initializer"])]
         cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
         rmst = {a.initializer: a.rmst for a in cell.arms}
         figures = {
-            "curves": figure_uri(plots.learning_curves(cell_tidy, present, study.threshold)),
+            "curves": figure_uri(plots.learning_curves(cell_tidy, present, threshold)),
             "final": figure_uri(plots.final_accuracy(outcomes, present)),
             "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
             "matrix_final": None, "matrix_ett": None,  # pairwise matrices need two arms
@@ -467,40 +482,299 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
             "signal": None,  # runs recorded without diagnostics (imported or older) have no signal figure
         }
         if len(present) > 1:
-            figures["matrix_final"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "final_accuracy"))
-            figures["matrix_ett"] = figure_uri(plots.pairwise_matrix(cell, study.alpha, "epochs_to_threshold", rmst))
+            figures["matrix_final"] = figure_uri(plots.pairwise_matrix(cell, alpha, "final_accuracy"))
+            figures["matrix_ett"] = figure_uri(plots.pairwise_matrix(cell, alpha, "epochs_to_threshold", rmst))
         if cell.design == "paired" and len(present) >= 3:
-            ranks = average_ranks(outcomes, present)
-            figures["cd"] = figure_uri(plots.critical_difference(ranks, cell.final_primary, study.alpha,
-                                                                  len(cell.seeds)))
+            o = outcomes[outcomes["seed"].isin(cell.seeds)]  # the seeds the paired tests use
+            figures["cd"] = figure_uri(plots.critical_difference(average_ranks(o, present), cell.final_primary,
+                                                                  alpha, len(cell.seeds)))
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
-        cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, study.alpha),
+        cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, alpha),
                       "figures": figures, "rmst": rmst,
                       "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
-    verdicts = evaluate_claims(study.claims, results, finals)
-    runs, statuses, devices, invalid, run_versions = runs_table(specs, store)
-    tidy_csv = tidy.to_csv(index=False)
-    diag_csv = diag.to_csv(index=False) if not diag.empty else ""
-    blob = json.dumps(study_dict(study), sort_keys=True, default=str)
-    context = {
-        "study": study, "methods": methods(study), "cells": cells, "claims": claim_rows(verdicts),
+    return cells, finals
+
+
+def shared_context(results: Results, verdicts: tuple[ClaimVerdict, ...], cells: list[dict]) -> dict:
+    """The context keys a trained and an imported study's reports fill alike."""
+    return {
+        "cells": cells, "claims": claim_rows(verdicts),
         "claim_counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARK},
-        "alpha": study.alpha, "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
-        "statuses": statuses, "devices": devices, "runs": runs,
-        "threats": threats(study, results, len(missing), invalid, run_versions), "run_versions": run_versions,
-        "power": power_rows(results), "factorial": results.factorial,
+        "alpha": results.alpha, "power": power_rows(results), "factorial": results.factorial,
         "mde": [{"title": _cell_title(c), **c.power.to_dict()} for c in results.cells if c.power],
         "versions": package_versions(), "hardware": hardware(), "commit": _git_commit(),
-        "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
     }
+
+
+def render_both(context: dict, results: Results, verdicts: tuple[ClaimVerdict, ...], tidy: pd.DataFrame,
+                diag: pd.DataFrame) -> Report:
+    """The Report: the HTML with the CSVs inlined, and again for print with links to the files beside it."""
+    tidy_csv = tidy.to_csv(index=False)
+    diag_csv = diag.to_csv(index=False) if not diag.empty else ""
     links = {"tidy": csv_uri(tidy_csv), "diagnostics": csv_uri(diag_csv) if diag_csv else None}
     html = render({**context, "numbering": Numbering(), "csv": links, "for_print": False})
     files = {"tidy": "tidy.csv", "diagnostics": "diagnostics.csv" if diag_csv else None}
     print_html = render({**context, "numbering": Numbering(), "csv": files, "for_print": True})
     return Report(results, verdicts, html, print_html, tidy_csv, diag_csv)
+
+
+def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> Report:
+    results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
+    order = [i.label for i in study.initializers]
+    store = RunStore(runs_dir, study.name)
+    specs = expand(study)
+    diag = diagnostics_frame(specs, store)
+    cells, finals = cell_sections(results, tidy, order, diag)
+    verdicts = evaluate_claims(study.claims, results, finals)
+    runs, statuses, devices, invalid, run_versions = runs_table(specs, store)
+    blob = json.dumps(study_dict(study), sort_keys=True, default=str)
+    context = {
+        **shared_context(results, verdicts, cells),
+        "study": study, "methods": methods(study), "imported": None, "target_effect": study.target_effect,
+        "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
+        "statuses": statuses, "devices": devices, "runs": runs,
+        "threats": threats(study, results, len(missing), invalid, run_versions), "run_versions": run_versions,
+        "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
+        "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
+    }
+    return render_both(context, results, verdicts, tidy, diag)
+
+
+# ---------------------------------------------------------------- imported logs and data frames
+
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """The analysis of logs (imported, or a data frame from a notebook): results, claim verdicts, and what the
+    report needs to draw them. `tidy`: one row per run and epoch, initializers by their labels."""
+    name: str
+    results: Results
+    verdicts: tuple[ClaimVerdict, ...]  # one per claim of the settings
+    tidy: pd.DataFrame
+    factors: tuple[str, ...]  # the cell factors analysed
+    order: tuple[str, ...]  # initializer labels in report order
+    settings: Settings
+    provenance: dict  # where the logs came from (empty for a data frame)
+
+    def to_dict(self) -> dict:
+        """The content of results.json (as `initstudy analyze` and the report write it)."""
+        d = {**self.results.to_dict(), "claims": [v.to_dict() for v in self.verdicts]}
+        if self.provenance:
+            d["source"] = {k: v for k, v in self.provenance.items() if k != "files"}
+        return d
+
+    def to_frame(self, kind: str) -> pd.DataFrame:
+        """"arms", "pairwise", "omnibus" (see `Results.to_frame`), or "claims": one row per claim and cell."""
+        if kind != "claims":
+            return self.results.to_frame(kind)
+        rows = []
+        for v in self.verdicts:
+            base = {"claim": v.claim.text, "a": v.claim.a, "b": v.claim.b, "endpoint": v.claim.endpoint,
+                    "direction": v.claim.direction, "verdict": v.verdict, "reason": v.reason}
+            for cv in v.cells or (None,):
+                rows.append({**base, **({} if cv is None else {
+                    **cv.factors, "cell_verdict": cv.verdict, "test": cv.test, "statistic": cv.statistic,
+                    "pvalue": cv.pvalue_raw, "pvalue_holm": cv.pvalue, "effect": cv.effect_name,
+                    "effect_value": cv.effect, "effect_ci_low": cv.ci[0], "effect_ci_high": cv.ci[1]})})
+        return pd.DataFrame(rows)
+
+    arms = property(lambda self: self.to_frame("arms"))
+    pairwise = property(lambda self: self.to_frame("pairwise"))
+    omnibus = property(lambda self: self.to_frame("omnibus"))
+    claims = property(lambda self: self.to_frame("claims"))
+
+
+def analyze_logs(tidy: pd.DataFrame, factors: list[str], budget: int, settings: Settings, name: str,
+                 provenance: dict | None = None) -> Analysis:
+    """Analyse checked logs (`tidy` as `importing.read_tidy_csv` returns it, `factors` its factor columns) under
+    `settings`, which are checked against the logs first (StudyError when they name what the logs lack)."""
+    logged = sorted(tidy["initializer"].unique())
+    settings = check_settings(settings, logged, list(factors), int(tidy["epoch"].max()))
+    tidy = tidy.assign(initializer=tidy["initializer"].map(settings.label))
+    shown = [settings.label(i) for i in logged]
+    order = list(settings.order or ()) + sorted(x for x in shown if x not in (settings.order or ()))
+    cell_factors = list(settings.factors) if settings.factors is not None else list(factors)
+    budget = settings.budget_epochs or budget
+    results = analyze(tidy, cell_factors, settings.threshold, budget, settings.alpha, name, order,
+                      settings.reference, settings.target_effect, settings.design)
+    finals = [run_outcomes(_in_cell(tidy, c.factors), settings.threshold, budget) for c in results.cells]
+    verdicts = evaluate_claims(settings.claims, results, finals)
+    keep = [c for c in tidy.columns if c in TIDY_COLUMNS or c in cell_factors]
+    return Analysis(name, results, verdicts, tidy[keep], tuple(cell_factors), tuple(order), settings,
+                    dict(provenance or {}))
+
+
+SETTINGS_FILE = "settings.yaml"  # an import's stored analysis settings, beside imported.csv
+
+
+def imported_settings(runs_dir: str | Path, study: str, path: str | Path | None = None) -> Settings:
+    """The settings stored with an import, the keys of `path` (a settings file) replacing theirs."""
+    stored = RunStore(runs_dir, study).root / SETTINGS_FILE
+    return load_settings(stored if stored.is_file() else None, path)
+
+
+@contextlib.contextmanager
+def import_settings(runs_dir: str | Path, study: str, path: str | Path | None):
+    """Around an import: the settings file is read first, then checked against the new logs and stored with
+    them (None: an earlier import's settings are removed). Settings that do not fit the logs undo the import,
+    an earlier import under the name coming back as it was."""
+    root = RunStore(runs_dir, study).root
+    settings = load_settings(path) if path is not None else None
+    names = (IMPORTED, "import.json", SETTINGS_FILE)
+    saved = {}
+    if settings is not None:
+        for name in names:
+            if (root / name).is_file():
+                saved[name] = root / f".{name}.before"
+                shutil.copy2(root / name, saved[name])
+    imported = False
+    try:
+        yield
+        imported = True
+        if settings is not None:
+            analyze_imported(runs_dir, study, settings, check_only=True)
+    except InitStudyError as exc:
+        if imported:
+            for name in names:
+                (root / name).unlink(missing_ok=True)
+            for name, copy in saved.items():
+                copy.replace(root / name)
+            if root.is_dir() and not any(root.iterdir()):
+                root.rmdir()
+            kept = "; the earlier import is kept as it was" if saved else ""
+            raise type(exc)(f"{exc} (nothing was imported{kept})") from None
+        raise
+    finally:
+        for copy in saved.values():
+            copy.unlink(missing_ok=True)
+    if settings is None:
+        (root / SETTINGS_FILE).unlink(missing_ok=True)
+    else:
+        tmp = root / f".{SETTINGS_FILE}.tmp"
+        tmp.write_text(Path(path).read_text())
+        tmp.replace(root / SETTINGS_FILE)
+
+
+def _import_meta(runs_dir: str | Path, study: str) -> dict:
+    try:
+        from .importing import load_import_meta
+    except ImportError:  # older importers: import.json read directly
+        path = RunStore(runs_dir, study).root / "import.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+    return load_import_meta(runs_dir, study)
+
+
+def analyze_imported(runs_dir: str | Path, study: str, settings: Settings, check_only: bool = False
+                     ) -> Analysis | None:
+    """The Analysis of an imported study under `settings` (None when `check_only`: the settings fit)."""
+    imported = load_imported(runs_dir, study)
+    if imported is None:
+        raise StoreError(f"{runs_dir}/{study} holds no imported logs; run `initstudy import FILE --study {study}` "
+                         "first")
+    tidy, factors, budget = imported
+    if check_only:
+        check_settings(settings, sorted(tidy["initializer"].unique()), list(factors), int(tidy["epoch"].max()))
+        return None
+    meta = _import_meta(runs_dir, study)
+    provenance = dict(meta.get("provenance") or {})
+    provenance.setdefault("source", meta.get("source", "unknown"))
+    provenance.setdefault("imported_at", meta.get("imported_at"))
+    if settings.source and settings.source != "settings":
+        provenance["settings"] = settings.source
+    return analyze_logs(tidy, factors, budget, settings, study, provenance)
+
+
+UNKNOWN = ("the data set and its split", "the model and its size", "the optimizer, learning rate and schedule",
+           "the batch size", "how the initial weights were drawn beyond the initializer's name",
+           "whether runs of one seed saw the same data order")
+
+
+def _provenance_rows(p: dict) -> list[tuple[str, str]]:
+    """(what, value) rows of the Methods' source table; values as text, the unknown said so."""
+    def text(value):
+        if value in (None, "", {}, []):
+            return "not recorded"
+        if isinstance(value, dict):
+            return ", ".join(f"{k} = {v}" for k, v in value.items())
+        return str(value)
+
+    rows = [("logs read from", text(p.get("source"))), ("format", text(p.get("format") or "tidy CSV"))]
+    if p.get("mapping"):
+        rows.append(("column or tag mapping", text(p["mapping"])))
+    if p.get("run_pattern"):
+        rows.append(("run folder pattern", text(p["run_pattern"])))
+    if p.get("steps_per_epoch"):
+        rows.append(("steps per epoch", text(p["steps_per_epoch"])))
+    rows += [("SHA-256 of what was read", text(p.get("sha256"))), ("imported at", text(p.get("imported_at")))]
+    files = p.get("files")
+    if isinstance(files, (list, tuple)) and files:  # names, or (newer importers) just how many
+        more = " …" if len(files) > 20 else ""
+        rows.append((f"files read ({len(files)})", ", ".join(map(str, files[:20])) + more))
+    elif files:
+        rows.append(("files read", text(files)))
+    if p.get("settings"):
+        rows.append(("analysis settings", text(p["settings"])))
+    return rows
+
+
+def log_threats(a: Analysis) -> list[str]:
+    """Threats to validity of a study known only from its logs."""
+    n_seeds = sorted({len(c.seeds) for c in a.results.cells})
+    budget = a.results.cells[0].budget_epochs if a.results.cells else a.settings.budget_epochs
+    return [
+        "The logs do not record " + ", ".join(UNKNOWN[:-1]) + ": the results hold for whatever produced these "
+        "runs, and this report cannot say whether every initializer was trained under the same conditions.",
+        f"A budget of {budget} epochs: final accuracy is accuracy at the end of the log, not at convergence, and "
+        "runs that would reach the threshold later are censored.",
+        "Paired tests assume that runs sharing a seed number shared everything but the initializer (data order, "
+        "augmentation); the logs cannot show it. Use design: unpaired in the settings if they did not.",
+        f"{' to '.join(map(str, n_seeds))} seeds per arm are the only replication.",
+        "The threshold and the claims should be fixed before the logs are looked at; the report cannot tell "
+        "whether they were.",
+    ]
+
+
+def imported_runs(tidy: pd.DataFrame, factors: tuple[str, ...]) -> list[dict]:
+    """One appendix row per run of the logs: run id, cell, initializer, seed, epochs logged, diverged."""
+    rows = []
+    for run, g in tidy.groupby("run", sort=False):
+        first = g.iloc[0]
+        rows.append({"id": run, "cell": ", ".join(str(first[f]) for f in factors) or "–",
+                     "initializer": first["initializer"], "seed": int(first["seed"]),
+                     "status": "diverged" if bool(first["diverged"]) else "logged",
+                     "seconds": None, "version": None, "epochs": int(g["epoch"].max())})
+    return rows
+
+
+def build_logs_report(a: Analysis, command: str | None = None) -> Report:
+    """The report of an Analysis of logs: every section a trained study has where the logs allow."""
+    cells, _finals = cell_sections(a.results, a.tidy, list(a.order), pd.DataFrame())
+    p = a.provenance
+    runs = imported_runs(a.tidy, a.factors)
+    source = p.get("source") or "a data frame"
+    context = {
+        **shared_context(a.results, a.verdicts, cells),
+        "study": {"name": a.name, "source": source, "target_effect": a.settings.target_effect,
+                  "description": f"Training logs read from {source}" if p else "Training logs from a data frame"},
+        "methods": {"threshold": a.results.threshold, "alpha": a.results.alpha,
+                    "epochs": ", ".join(sorted({str(c.budget_epochs) for c in a.results.cells}))},
+        "imported": {"provenance": _provenance_rows(p) if p else [("logs read from", "a data frame "
+                                                                    "(initstudy.analyze_frame)")],
+                     "unknown": UNKNOWN, "factors": ", ".join(a.factors) or "none",
+                     "initializers": ", ".join(a.order),
+                     "labels": ", ".join(f"{k} → {v}" for k, v in a.settings.labels),
+                     "settings": a.settings.source if a.settings.source != "settings" else ""},
+        "target_effect": a.settings.target_effect, "probe_images": PROBE_IMAGES,
+        "n_runs": len(runs), "n_missing": 0, "statuses": {}, "devices": {}, "runs": runs,
+        "threats": log_threats(a), "run_versions": {},
+        "study_hash": (p.get("sha256") or hashlib.sha256(a.tidy.to_csv(index=False).encode()).hexdigest())[:12],
+        "command": command or f"initstudy.analyze_frame(df) and initstudy.render_report(results, out_dir)",
+    }
+    return render_both(context, a.results, a.verdicts, a.tidy, pd.DataFrame())
 
 
 def weasyprint():
@@ -539,16 +813,12 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_report(study: Study, runs_dir: str | Path, command: str | None = None,
-                 pdf: bool = False) -> tuple[dict[str, Path], Report]:
-    """Write report.html, results.json, tidy.csv (and diagnostics.csv, report.pdf); returns (paths, report)."""
-    if pdf:
-        weasyprint()  # fail before the work, with nothing written
-    report = build_report(study, runs_dir, command)
-    out = Path(runs_dir) / study.name / "report"
+def write_files(report: Report, out: Path, pdf: bool, results: dict | None = None) -> dict[str, Path]:
+    """Put report.html, results.json (`results`, default the report's), tidy.csv, diagnostics.csv when there are
+    diagnostics, and with `pdf` report.pdf in `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "results": out / "results.json", "tidy": out / "tidy.csv"}
-    write_json(paths["results"], report.results_dict())
+    write_json(paths["results"], report.results_dict() if results is None else results)
     _write_text(paths["tidy"], report.tidy_csv)
     if report.diagnostics_csv:
         paths["diagnostics"] = out / "diagnostics.csv"
@@ -557,8 +827,46 @@ def write_report(study: Study, runs_dir: str | Path, command: str | None = None,
     if pdf:
         paths["pdf"] = out / "report.pdf"
         write_pdf(report.print_html, paths["pdf"], out)
-    return paths, report
+    return paths
+
+
+def write_report(study: Study, runs_dir: str | Path, command: str | None = None,
+                 pdf: bool = False) -> tuple[dict[str, Path], Report]:
+    """Write report.html, results.json, tidy.csv (and diagnostics.csv, report.pdf); returns (paths, report)."""
+    if pdf:
+        weasyprint()  # fail before the work, with nothing written
+    report = build_report(study, runs_dir, command)
+    return write_files(report, Path(runs_dir) / study.name / "report", pdf), report
+
+
+def write_logs_report(a: Analysis, out: str | Path, command: str | None = None,
+                      pdf: bool = False) -> tuple[dict[str, Path], Report]:
+    """The report of an Analysis of logs in `out`; results.json is `a.to_dict()`, as `initstudy analyze` writes."""
+    if pdf:
+        weasyprint()
+    report = build_logs_report(a, command)
+    return write_files(report, Path(out), pdf, a.to_dict()), report
 
 
 def results_json(results: Results) -> str:
     return json.dumps(results.to_dict(), indent=1, allow_nan=False)
+
+
+def analyze_dataframe(df: pd.DataFrame, settings: dict, name: str = "frame") -> Analysis:
+    """`initstudy.analyze_frame`: `df` checked as `initstudy import` checks a tidy CSV, analysed under the
+    settings keys in `settings` (as a settings file gives them)."""
+    import tempfile
+
+    from .importing import read_tidy_csv
+
+    if not isinstance(df, pd.DataFrame):
+        raise StoreError(f"analyze_frame needs a pandas DataFrame, got {type(df).__name__}")
+    with tempfile.TemporaryDirectory() as tmp:  # the import's own checks, row numbers included
+        path = Path(tmp) / "frame.csv"
+        df.to_csv(path, index=False)
+        try:
+            tidy, factors = read_tidy_csv(path)
+        except InitStudyError as exc:  # rows are numbered as in the file: row 2 is the frame's first row
+            raise type(exc)(str(exc).replace(str(path), "the data frame")) from None
+    return analyze_logs(tidy, factors, int(tidy["epoch"].max()), settings_from_dict(settings, "analyze_frame"),
+                        name)

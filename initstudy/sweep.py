@@ -6,11 +6,14 @@ store, and writes every file atomically with `run.json`'s final status last
 and a driver killed at any moment leaves every finished run untouched and at
 most some half-written ones, which the next `train` clears and redoes: the
 same command trains exactly the missing runs. The caller holds the store's
-lock while `run_sweep` writes. Nothing here prints.
+lock while `run_sweep` writes. Nothing here prints. A study with `loggers` also hands
+each finished run to those Lightning loggers (`send_to_loggers`).
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +68,45 @@ def plan(study: Study, runs_dir: str | Path, retry_failed: bool = False) -> Plan
     return Plan(todo, finished, failed)
 
 
+def loggers_root(study: Study, runs_dir: str | Path) -> Path:
+    """The folder of the study's Lightning loggers: `loggers_dir` under the runs dir, default <study>/logs."""
+    return Path(runs_dir) / (study.loggers_dir or f"{study.name}/logs")
+
+
+def _folder_name(text: str) -> str:
+    return re.sub(r"[^\w.=,+()-]", "_", text)
+
+
+def log_folder(study: Study, runs_dir: str | Path, kind: str, spec: RunSpec) -> Path:
+    """`<loggers root>/<kind>/<cell>/<label>-s<seed>`: one folder per run, the cell as factor=value pairs."""
+    cell = ",".join(f"{k}={v}" for k, v in spec.cell)
+    return loggers_root(study, runs_dir) / kind / _folder_name(cell) / _folder_name(f"{spec.init.label}-s{spec.seed}")
+
+
+def send_to_loggers(study: Study, runs_dir: str | Path, spec: RunSpec, history: list[dict]) -> None:
+    """Hand a finished run's hyperparameters and per-epoch metrics (step = epoch) to the study's Lightning loggers.
+
+    The driver does it when the run's outcome arrives, so every executor logs alike and nodes of a Ray
+    cluster need no shared folder. A run trained again replaces its earlier logs.
+    """
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    hparams = {"initializer": spec.init.label, "seed": spec.seed, **dict(spec.cell), "run_id": spec.run_id}
+    for kind in study.loggers:
+        folder = log_folder(study, runs_dir, kind, spec)
+        if folder.exists():
+            shutil.rmtree(folder)
+        if kind == "tensorboard":
+            logger = TensorBoardLogger(str(folder.parent), name=folder.name, version="", default_hp_metric=False)
+        else:
+            logger = CSVLogger(str(folder.parent), name=folder.name, version="")
+        logger.log_hyperparams(hparams)
+        for row in history:
+            logger.log_metrics({k: row[k] for k in ("val_acc", "val_loss", "train_loss") if k in row},
+                               step=int(row["epoch"]))
+        logger.finalize("success")
+
+
 def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec], executor=None) -> Iterator[SweepEvent]:
     """Train `todo` on `executor` (default: in this process), yielding an event as each run starts and ends.
 
@@ -90,6 +132,8 @@ def run_sweep(study: Study, runs_dir: str | Path, todo: list[RunSpec], executor=
             store.fail(spec, outcome.error, outcome.traceback, outcome.info)
         else:
             store.finish(spec, outcome.status, outcome.history, outcome.info, outcome.diagnostics)
+            if study.loggers:
+                send_to_loggers(study, runs_dir, spec, outcome.history)
         yield SweepEvent(outcome.status, spec, outcome)
 
 

@@ -36,10 +36,6 @@ def test_import_then_analyze(tmp_path, capsys):
     arms = {a["initializer"]: a for a in cell["arms"]}
     assert arms["he"]["median_epochs"] == 1 and arms["he"]["n_reached"] == 2
     assert arms["xavier"]["n_reached"] == 1
-    # The HTML report needs a trained study: an imported one gets a one-line pointer to analyze, exit 2.
-    assert main(["report", "--study", "ext", "--runs-dir", str(runs)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "imported logs" in err and "initstudy analyze --study ext" in err
 
 
 def test_short_log_is_censored_at_its_last_epoch(tmp_path):
@@ -145,3 +141,13 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         import_csv(src, tmp_path / "runs", "ext")
     assert list((tmp_path / "runs").iterdir()) == []  # no half import, no temporary file
+
+
+def test_map_onto_a_standard_name_replaces_that_column(tmp_path):
+    from initstudy.importing import read_logs
+
+    src = tmp_path / "logs.csv"
+    src.write_text("initializer,seed,epoch,val_acc,val_acc_ema\nhe,0,0,0.10,0.2\nhe,0,1,0.90,0.7\n")
+    logs = read_logs(src, mapping={"val_acc": "val_acc_ema"})
+    assert logs.tidy["val_acc"].tolist() == [0.2, 0.7] and logs.factors == []
+    assert logs.provenance["format"] == "tidy" and logs.provenance["mapping"]["val_acc"] == "val_acc_ema"

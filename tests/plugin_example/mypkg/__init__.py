@@ -1,0 +1,1 @@
+"""An example initstudy plugin: one initializer, one model and one dataset (see README: Bring your own)."""
