@@ -511,20 +511,22 @@ def parse_override(text: str) -> tuple[str, object]:
 
 
 def load_study(study: str = "default", overrides: list[str] | tuple[str, ...] = (),
-               context: str | None = None) -> Study:
+               context: str | None = None, build: bool = True) -> Study:
     """Read, override and check a study; every name is checked here, not inside a run.
 
-    `context` replaces "study <source>" at the start of error messages (e.g. for `inspect`).
+    `context` replaces "study <source>" at the start of error messages (e.g. for `inspect`). `build`
+    False skips the checks that build each model (its size, the initializers it can take): commands that
+    only read the run store (status, analyze, report) then need no torch, and no plugin dataset is loaded.
     """
     try:
-        return _load_study(study, overrides)
+        return _load_study(study, overrides, build)
     except StudyError as exc:
         if context is None:
             raise
         raise StudyError(str(exc).replace(f"study {study}: ", "", 1)) from None
 
 
-def _load_study(study: str, overrides) -> Study:
+def _load_study(study: str, overrides, build: bool) -> Study:
     raw, default_name, source = _read_yaml(study)
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
@@ -547,7 +549,7 @@ def _load_study(study: str, overrides) -> Study:
             raise StudyError(f"study {source}: {exc}") from None
     values["models"], model_options = values["models"]
     study = Study(**values, source=source, model_options=model_options, plugins=_plugin_identities(values))
-    _check_grid(study)
+    _check_grid(study, build)
     return study
 
 
@@ -567,8 +569,11 @@ def _builtin_initializers():
     return INITIALIZERS
 
 
-def _check_grid(study: Study) -> None:
-    """Reject model settings and model x initializer pairs that cannot work, before any run starts."""
+def _check_grid(study: Study, build: bool = True) -> None:
+    """Reject model settings and model x initializer pairs that cannot work, before any run starts.
+
+    `build` False: only the checks that need no model built (and no torch).
+    """
     from .initializers import check_applicable
     from .models import build_model, get_model
 
@@ -576,14 +581,17 @@ def _check_grid(study: Study) -> None:
     if study.reference is not None and study.reference not in labels:
         raise StudyError(f"study {study.source}: reference {study.reference!r} is not one of the initializers "
                          f"({', '.join(labels)})")
+    for model in study.models:
+        reason = get_model(model).check(dict(model_params_for(study, model)))
+        if reason:
+            raise StudyError(f"study {study.source}: {reason}; change depth")
+    if not build:
+        return
+    import torch
+
     channels, size, classes = _dataset_shape(study)
     for model in study.models:
         params = dict(model_params_for(study, model))
-        reason = get_model(model).check(params)
-        if reason:
-            raise StudyError(f"study {study.source}: {reason}; change depth")
-        import torch
-
         with torch.device("meta"):  # shapes only: no memory for the weights, however wide the model
             try:
                 net = build_model(model, channels, size, classes, study.activations[0], **params)

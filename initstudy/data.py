@@ -3,6 +3,7 @@
 Every loader returns a `Dataset` of float32 images (N, C, H, W), normalised with
 the training split's per-channel mean and std, and int64 labels (N,). Batching
 is by index over these tensors (`TensorBatches`): no per-sample Python work.
+The registries are known without torch, which is imported when a dataset is loaded.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import torch
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 # Images in the fixed probe batch: plenty for per-layer stds (thousands of values per layer) and cheap
@@ -52,6 +55,8 @@ class Dataset:
 
         Used for init-time diagnostics and by data-dependent initializers (LSUV); drawn once per dataset.
         """
+        import torch
+
         idx = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(0))[:PROBE_IMAGES]
         return self.x_train[idx], self.y_train[idx]
 
@@ -72,6 +77,8 @@ def _stratified_split(y: np.ndarray, n_val: int, split_seed: int) -> tuple[np.nd
 
 def _normalise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale both splits by the training split's per-channel mean and std (N, C, H, W)."""
+    import torch
+
     mean = x_train.mean(axis=(0, 2, 3), keepdims=True)
     std = x_train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
     to_t = lambda a: torch.from_numpy(((a - mean) / std).astype(np.float32))  # noqa: E731
@@ -79,6 +86,8 @@ def _normalise(x_train: np.ndarray, x_val: np.ndarray) -> tuple[torch.Tensor, to
 
 
 def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, n_val: int, split_seed: int) -> Dataset:
+    import torch
+
     tr, va = _stratified_split(y, n_val, split_seed)
     x_tr, x_va = _normalise(x[tr], x[va])
     return Dataset(name, x_tr, torch.from_numpy(y[tr].astype(np.int64)), x_va,
@@ -164,6 +173,7 @@ def _torchvision_loader(name: str) -> Callable[[str | None, int], Dataset]:
         if missing:
             raise DataError(f"dataset {name!r}: missing {root / missing[0]}; put the files "
                             f"{', '.join(files)} under {root} (torchvision's layout) or fix data_dir")
+        import torch
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
@@ -232,6 +242,8 @@ def _plugin_loader(name: str) -> Callable[[str | None, int], Dataset]:
     plugin = lookup("dataset", name)
 
     def load(data_dir: str | None, split_seed: int) -> Dataset:
+        import torch
+
         out = plugin.fn(data_dir, split_seed)
         keys = ("x_train", "y_train", "x_val", "y_val", "num_classes")
         if isinstance(out, dict):
@@ -330,6 +342,8 @@ class TensorBatches:
             for i in range(0, n, self.batch_size):
                 yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
             return
+        import torch
+
         # The permutation is drawn on the CPU generator so the order is the same on every device.
         order = torch.randperm(n, generator=self.generator).to(self.x.device)
         for i in range(0, n, self.batch_size):

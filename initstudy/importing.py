@@ -8,7 +8,8 @@ Formats (`read_logs`, detected from the path when not given):
   ({"val_acc": "val/acc", "run": "name", ...}); columns that name no standard field are not read.
 - `tensorboard`: a folder of runs, each folder holding event files being one run, read with tensorboard's
   `EventAccumulator`; the step is the epoch (or step / steps_per_epoch).
-- `lightning-csv`: Lightning CSVLogger folders (`version_N/metrics.csv`, `hparams.yaml`).
+- `lightning-csv`: Lightning CSVLogger folders (`version_N/metrics.csv`, `hparams.yaml`); Lightning's
+  0-based `epoch` column k becomes k + 1 completed epochs.
 - `mlflow`: a local tracking folder (`mlruns/`) read through `MlflowClient`.
 A run's initializer and seed come from `run_pattern` fields matched on its folder (or run) name, else from its
 logged hyperparameters; from folders, a run whose losses hold a NaN or infinity counts as diverged. A
@@ -442,6 +443,9 @@ def _lightning(root: Path, mapping, regex, pattern, steps_per_epoch, read: list[
         epoch_col = "step" if use_step else epoch_col
         if epoch_col not in table.columns:
             raise _missing(run, "column", epoch_col, table.columns, "epoch")
+        # Lightning's own `epoch` column is the 0-based epoch in progress: a metric logged as epoch k is
+        # measured after k + 1 completed epochs. A column the user maps, or the step, is taken as given.
+        shift = 0 if use_step or "epoch" in mapping else 1
         series = {}
         for key, column in names.items():
             if column not in table.columns:
@@ -451,7 +455,7 @@ def _lightning(root: Path, mapping, regex, pattern, steps_per_epoch, read: list[
             logged = table[table[column].notna()]
             if logged[epoch_col].isna().any():
                 raise ImportCSVError(f"{f}: a row with {column} has no {epoch_col}; log the epoch with the metric")
-            series[key] = _series(zip(logged[epoch_col], logged[column]), run, f"column {column!r}",
+            series[key] = _series(zip(logged[epoch_col] + shift, logged[column]), run, f"column {column!r}",
                                   steps_per_epoch if use_step else None)
         rows += _run_rows(run, series, fields)
     return rows

@@ -16,6 +16,9 @@ generator, **options)` with gain the activation's (or the entry's `gain`), or, m
 `initstudy.whole_model`, `fn(model, *, generator, batch, activation, **options)` with the
 activation's name; its docstring's first line is its formula, `fn.std` its theory.
 
+The registry is plain data: torch (and scipy) are imported when an initializer runs, so that
+reading a study needs neither.
+
 Biases follow the spec's bias policy: "zeros" (the default), "torch" (torch's
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the default for `default`) or a constant.
 """
@@ -24,17 +27,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from scipy import stats
-from scipy.linalg import hadamard
-from torch import nn
 
-from .models import ACTIVATIONS, BasicBlock, Scalar, get_model
+from .models import ACTIVATIONS, get_model
 
-LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _layer_types() -> tuple:
+    """The layers an initializer fills: conv and linear."""
+    from torch import nn
+
+    return nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear
+
+
+def __getattr__(name: str):
+    if name == "LAYERS":  # made on first use: the registry below is read without torch
+        return _layer_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 KERAS_TRUNC_CORRECTION = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2] (Keras VarianceScaling)
 
 
@@ -60,35 +76,52 @@ def _pick(fan_in, fan_out, mode):
 # fn(w, gain, generator, fan_in, fan_out, **options) fills w in place.
 
 def _zeros(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.zeros_(w)
 
 
 def _ones(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.ones_(w)
 
 
 def _constant(w, gain, g, fi, fo, value):
+    from torch import nn
+
     nn.init.constant_(w, value)
 
 
 def _normal(w, gain, g, fi, fo, std, mean):
+    from torch import nn
+
     nn.init.normal_(w, mean, std, generator=g)
 
 
 def _uniform(w, gain, g, fi, fo, bound):
+    from torch import nn
+
     nn.init.uniform_(w, -bound, bound, generator=g)
 
 
 def _positive(w, gain, g, fi, fo, bound):
+    from torch import nn
+
     nn.init.uniform_(w, 0.0, bound, generator=g)
 
 
 def _truncated_normal(w, gain, g, fi, fo, std, mean, a, b):
+    from torch import nn
+
     nn.init.trunc_normal_(w, mean, std, a, b, generator=g)
 
 
 def _sparse(w, gain, g, fi, fo, sparsity, std):
     # torch's sparse_ on the weight viewed as (out, in*k*k): in every column, a fraction of the rows is zeroed.
+    import torch
+    from torch import nn
+
     w2 = w.view(w.shape[0], -1)
     rows, cols = w2.shape
     nn.init.normal_(w2, 0.0, std, generator=g)
@@ -99,33 +132,47 @@ def _sparse(w, gain, g, fi, fo, sparsity, std):
 
 
 def _xavier_uniform(w, gain, g, fi, fo):
+    from torch import nn
+
     a = gain * math.sqrt(6.0 / (fi + fo))
     nn.init.uniform_(w, -a, a, generator=g)
 
 
 def _xavier_normal(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.normal_(w, 0.0, gain * math.sqrt(2.0 / (fi + fo)), generator=g)
 
 
 def _kaiming_uniform(w, gain, g, fi, fo, mode):
+    from torch import nn
+
     a = gain * math.sqrt(3.0 / _pick(fi, fo, mode))
     nn.init.uniform_(w, -a, a, generator=g)
 
 
 def _kaiming_normal(w, gain, g, fi, fo, mode):
+    from torch import nn
+
     nn.init.normal_(w, 0.0, gain / math.sqrt(_pick(fi, fo, mode)), generator=g)
 
 
 def _lecun_uniform(w, gain, g, fi, fo):
+    from torch import nn
+
     a = gain * math.sqrt(3.0 / fi)
     nn.init.uniform_(w, -a, a, generator=g)
 
 
 def _lecun_normal(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.normal_(w, 0.0, gain / math.sqrt(fi), generator=g)
 
 
 def _variance_scaling(w, gain, g, fi, fo, scale, mode, distribution):
+    from torch import nn
+
     var = scale / _pick(fi, fo, mode)
     if distribution == "truncated_normal":
         std = math.sqrt(var) / KERAS_TRUNC_CORRECTION  # cut at 2 std, then the survivors have std sqrt(var)
@@ -138,10 +185,14 @@ def _variance_scaling(w, gain, g, fi, fo, scale, mode, distribution):
 
 
 def _orthogonal(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.orthogonal_(w, gain=gain, generator=g)
 
 
 def _dirac(w, gain, g, fi, fo):
+    from torch import nn
+
     if w.dim() == 2:
         nn.init.eye_(w)
     else:
@@ -149,6 +200,9 @@ def _dirac(w, gain, g, fi, fo):
 
 
 def _delta_orthogonal(w, gain, g, fi, fo):
+    import torch
+    from torch import nn
+
     if w.dim() == 2:
         nn.init.orthogonal_(w, gain=gain, generator=g)
         return
@@ -160,6 +214,8 @@ def _delta_orthogonal(w, gain, g, fi, fo):
 
 
 def _torch_default(w, gain, g, fi, fo):
+    from torch import nn
+
     nn.init.uniform_(w, -1 / math.sqrt(fi), 1 / math.sqrt(fi), generator=g)  # kaiming_uniform, a = sqrt(5)
 
 
@@ -169,6 +225,9 @@ def zero_matrix(p: int, q: int) -> torch.Tensor:
     P = Q: identity; P < Q: partial identity; P > Q: c I* H_m I* with
     m = ceil(log2 P) and c = 2^(-(m-1)/2), H_m the 2^m Hadamard matrix.
     """
+    import torch
+    from scipy.linalg import hadamard
+
     if p <= q:
         return torch.eye(p, q)
     m = math.ceil(math.log2(p))
@@ -179,11 +238,14 @@ def zero_matrix(p: int, q: int) -> torch.Tensor:
 # ---------------------------------------------------------------- whole-model methods
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, LAYERS)]
+    layers = _layer_types()
+    return [m for m in model.modules() if isinstance(m, layers)]
 
 
 def _lsuv(model, spec, activation, g, batch, tol, max_iter):
     """Mishkin & Matas (2015): orthonormal init, then scale each layer in forward order to unit output std."""
+    from torch import nn
+
     for layer in _layers(model):
         nn.init.orthogonal_(layer.weight, gain=1.0, generator=g)
         _set_bias(layer, spec, g)
@@ -205,12 +267,16 @@ def _lsuv(model, spec, activation, g, batch, tol, max_iter):
 
 
 def _residual_last(model) -> set[int]:
+    from .nets import BasicBlock
+
     return {id(b.conv2) for b in model.modules() if isinstance(b, BasicBlock)}
 
 
 def _zero(model, spec, activation, g, batch):
     """ZerO (Zhao et al. 2022): Algorithm 1 on every layer (centre tap for convs); last conv of each
     residual branch zero."""
+    from torch import nn
+
     last = _residual_last(model)
     for layer in _layers(model):
         w = layer.weight
@@ -228,6 +294,10 @@ def _fixup(model, spec, activation, g, batch):
     """Fixup (Zhang et al. 2019): classifier and the last layer of each residual branch zero; the other
     branch layers He-normal scaled by L^(-1/(2m-2)) with L branches of m = 2 layers; scalar biases 0,
     multipliers 1; stem and projection shortcuts He-normal."""
+    from torch import nn
+
+    from .nets import BasicBlock, Scalar
+
     blocks = [b for b in model.modules() if isinstance(b, BasicBlock)]
     gain = resolve_gain(spec, activation)
     scale = len(blocks) ** (-1.0 / (2 * 2 - 2))
@@ -251,8 +321,9 @@ def _fixup(model, spec, activation, g, batch):
 # ---------------------------------------------------------------- applicability checks
 
 def _check_delta_orthogonal(model: nn.Module, model_name: str) -> str | None:
+    layers = _layer_types()
     for name, m in model.named_modules():
-        if isinstance(m, LAYERS) and m.weight.dim() > 2 and m.weight.shape[1] > m.weight.shape[0]:
+        if isinstance(m, layers) and m.weight.dim() > 2 and m.weight.shape[1] > m.weight.shape[0]:
             return (f"delta_orthogonal needs out >= in channels for an orthogonal centre tap, but layer "
                     f"{name} of {model_name} maps {m.weight.shape[1]} to {m.weight.shape[0]}")
     return None
@@ -267,6 +338,8 @@ def _check_residual(model: nn.Module, model_name: str) -> str | None:
 # ---------------------------------------------------------------- theory
 
 def _truncnorm_std(std, mean, a, b):
+    from scipy import stats
+
     return float(stats.truncnorm.std((a - mean) / std, (b - mean) / std, loc=mean, scale=std))
 
 
@@ -506,6 +579,8 @@ def bias_policy(spec: InitSpec):
 
 
 def _set_bias(layer: nn.Module, spec: InitSpec, g: torch.Generator) -> None:
+    from torch import nn
+
     if layer.bias is None:
         return
     policy = bias_policy(spec)
@@ -531,21 +606,23 @@ def theoretical_std(spec: InitSpec, layer: nn.Module, activation: str) -> float 
     return float(init.theory(resolve_gain(spec, activation), fi, fo, tuple(layer.weight.shape), **dict(spec.options)))
 
 
-@torch.no_grad()
 def apply_init(model: nn.Module, spec: InitSpec, activation: str, generator: torch.Generator,
                batch: torch.Tensor | None = None) -> nn.Module:
     """Initialise every conv and linear layer of `model` in module (forward) order; returns `model`.
 
     `batch` (N, C, H, W) is a batch of training images, needed by data-dependent methods (lsuv).
     """
+    import torch
+
     init = get_initializer(spec.name)
     options = dict(spec.options)
-    if init.whole_model:
-        init.fn(model, spec, activation, generator, batch, **options)
-        return model
-    gain = resolve_gain(spec, activation)
-    for layer in _layers(model):
-        fi, fo = layer_fans(layer)
-        init.fn(layer.weight, gain, generator, fi, fo, **options)
-        _set_bias(layer, spec, generator)
+    with torch.no_grad():
+        if init.whole_model:
+            init.fn(model, spec, activation, generator, batch, **options)
+            return model
+        gain = resolve_gain(spec, activation)
+        for layer in _layers(model):
+            fi, fo = layer_fans(layer)
+            init.fn(layer.weight, gain, generator, fi, fo, **options)
+            _set_bias(layer, spec, generator)
     return model

@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -312,13 +313,31 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")  # one folder per GPU, each with an `information` file
+
+
+def _gpu_name() -> str:
+    """The first visible GPU, asked of torch when it is loaded anyway, else read from the NVIDIA driver's
+    /proc files: the report trains nothing and imports no torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return "none visible"
+    for info in sorted(NVIDIA_PROC.glob("*/information")):
+        try:
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    return line.partition(":")[2].strip()
+        except OSError:
+            continue
+    return "none visible"
+
+
 def hardware() -> dict[str, str]:
     """The machine writing the report (training devices come from the run records)."""
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
     return {"platform": platform.platform(), "CPU": _cpu_model(), "CPU cores": str(os.cpu_count()),
-            "accelerator": gpu}
+            "accelerator": _gpu_name()}
 
 
 def average_ranks(outcomes: pd.DataFrame, order: list[str]) -> dict[str, float]:

@@ -108,17 +108,19 @@ def test_synthetic_store_has_1000_runs_and_analyses(tmp_path):
 
 def test_targets_are_checked_both_ways():
     good = {"device": "cpu", "ratio": 0.97, "per_run_overhead_s": 0.1, "analyze_1000_runs_s": 5,
-            "report_1000_runs_s": 9, "report_pdf_1000_runs_s": 20}
+            "report_1000_runs_s": 9, "report_pdf_1000_runs_s": 20, "report_imported_1000_runs_s": 9}
     assert all(check_targets(good).values())
-    bad = {**good, "ratio": 0.9, "per_run_overhead_s": 0.2, "report_pdf_1000_runs_s": 61}
+    bad = {**good, "ratio": 0.9, "per_run_overhead_s": 0.2, "report_pdf_1000_runs_s": 61,
+           "report_imported_1000_runs_s": 61}
     assert check_targets(bad) == {"ratio": False, "per_run_overhead_s": False, "analyze_1000_runs_s": True,
-                                  "report_1000_runs_s": True, "report_pdf_1000_runs_s": False}
+                                  "report_1000_runs_s": True, "report_pdf_1000_runs_s": False,
+                                  "report_imported_1000_runs_s": False}
 
 
 def test_gpu_targets_replace_the_cpu_ones_on_cuda():
     gpu = {"device": "cuda:0", "ratio": 0.92, "per_run_overhead_s": 0.5, "packed_speedup": 5.0,
            "packed_init_identical": True, "analyze_1000_runs_s": 5, "report_1000_runs_s": 9,
-           "report_pdf_1000_runs_s": 20}
+           "report_pdf_1000_runs_s": 20, "report_imported_1000_runs_s": 9}
     assert all(check_targets(gpu).values())  # the CPU's per-run overhead bound does not apply
     ok = check_targets({**gpu, "packed_speedup": 3.0, "packed_init_identical": False})
     assert not ok["packed_speedup"] and not ok["packed_init_identical"] and ok["ratio"]

@@ -122,8 +122,9 @@ def test_lightning_csv_logger(tmp_path):
             logger = CSVLogger(str(tmp_path / "logs"), name=f"{i}_{s}")
             logger.log_hyperparams({"initializer": i, "seed": s})
             for e in range(EPOCHS):  # train and val metrics on rows of their own, as a Trainer logs them
-                logger.log_metrics({"train_loss": 1.0 / (e + 1), "epoch": e}, step=2 * e)
-                logger.log_metrics({"val_acc": curve(i, s, e), "epoch": e}, step=2 * e + 1)
+                # a Trainer logs the 0-based epoch in progress: e - 1 at the end of e completed epochs
+                logger.log_metrics({"train_loss": 1.0 / (e + 1), "epoch": e - 1}, step=2 * e)
+                logger.log_metrics({"val_acc": curve(i, s, e), "epoch": e - 1}, step=2 * e + 1)
             logger.save()
     runs = tmp_path / "runs"
     assert main(["import", str(tmp_path / "logs"), "--study", "light", "--runs-dir", str(runs)]) == 0
@@ -308,3 +309,36 @@ def test_tensorboard_summary_writer_add_hparams(tmp_path):
     logs = read_logs(src)
     same(logs.tidy, expected(f32=True))
     assert set(logs.tidy["run"]) == {"run00", "run01", "run10", "run11"} and logs.provenance["files"] == 8
+
+
+def test_lightning_trainer_epochs_become_completed_epochs(tmp_path):
+    """A real Trainer with a CSVLogger: the validation after the first epoch is logged as epoch 0 and
+    imported as epoch 1, so epochs-to-threshold counts completed epochs as for every other format."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import CSVLogger
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_acc", 0.25 * (self.current_epoch + 1))  # a known value per completed epoch
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=2)
+    logger = CSVLogger(str(tmp_path / "logs"), name="he-s3")
+    trainer = pl.Trainer(max_epochs=3, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(Probe(), data, data)
+    logs = read_logs(tmp_path / "logs", run_pattern="{initializer}-s{seed}")
+    rows = logs.tidy.sort_values("epoch")
+    assert rows["epoch"].tolist() == [1, 2, 3]
+    assert rows["val_acc"].tolist() == [0.25, 0.5, 0.75]
+    assert set(rows["initializer"]) == {"he"} and set(rows["seed"]) == {3}
