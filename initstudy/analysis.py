@@ -23,7 +23,8 @@ assumption checks, which are reported beside them.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from .stats import (N_BOOT, POWER, Comparison, CoxResult, Effect, TestResult, _n
                     wilcoxon, wilson)
 
 SCHEMA = "initstudy.results/1"
+SCHEMA_FILE = Path(__file__).parent / "schemas" / "results.schema.json"  # JSON Schema of results.json, shipped
 TIDY_COLUMNS = ("run", "initializer", "seed", "epoch", "val_acc", "val_loss", "train_loss", "diverged")
 DIVERGED_SCORE = -1.0  # rank tests score a diverged run below any accuracy in [0, 1]
 BOOT_SEED = 20240917  # fixed so the same runs give byte-identical results
@@ -63,7 +65,7 @@ class PairwiseResult:
     effect: Effect | None = None  # the effect size this test speaks to
     effects: tuple[Effect, ...] = ()  # every effect size for the pair
     df: float | None = None
-    adjustment: str = "holm"  # holm | tukey | games_howell
+    adjustment: str = "holm"  # holm | tukey_hsd | games_howell
 
     @property
     def pvalue_adjusted(self) -> float | None:
@@ -338,17 +340,17 @@ def _pairs(inits: list[str]):
     return list(itertools.combinations(inits, 2))
 
 
-def _holm_rows(rows: list[tuple]) -> list[PairwiseResult]:
-    """rows: (a, b, test, statistic, p, effect, effects, df) of one family -> results with Holm p-values."""
-    adjusted = holm([r[4] for r in rows])
-    return [PairwiseResult(a, b, t, s, p, q, e, es, df) for (a, b, t, s, p, e, es, df), q in zip(rows, adjusted)]
+def _holm_rows(rows: list[PairwiseResult]) -> list[PairwiseResult]:
+    """The rows of one family with their Holm-adjusted p-values filled in."""
+    adjusted = holm([r.pvalue for r in rows])
+    return [replace(r, pvalue_holm=q) for r, q in zip(rows, adjusted)]
 
 
 def _procedure_rows(test: str, comps: list[Comparison], effects: dict) -> list[PairwiseResult]:
     """Pairwise rows of a simultaneous procedure; its own interval and adjusted p stand in for Holm's."""
-    return [PairwiseResult(c.a, c.b, test, c.statistic, c.pvalue, None,
-                           Effect("mean_difference", c.difference, c.ci, test),
-                           effects[(c.a, c.b)], c.df, test) for c in comps]
+    return [PairwiseResult(a=c.a, b=c.b, test=test, statistic=c.statistic, pvalue=c.pvalue, pvalue_holm=None,
+                           effect=Effect(name="mean_difference", value=c.difference, ci=c.ci, method=test),
+                           effects=effects[(c.a, c.b)], df=c.df, adjustment=test) for c in comps]
 
 
 def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
@@ -371,19 +373,19 @@ def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
         if k >= 2 and len(complete) >= 2:
             res = rm_anova(complete.to_numpy())
             dropped = len(wide_v) - len(complete)
-            omnibus.append(res if not dropped else
-                           TestResult(res.test, res.statistic, res.df, res.pvalue,
-                                      f"{dropped} seed(s) with a diverged run left out", res.df2))
+            omnibus.append(res if not dropped else replace(res, note=f"{dropped} seed(s) with a diverged run left out"))
         effects = {(a, b): accuracy_effects(wide_v[a].to_numpy(), wide_v[b].to_numpy(), True, rng)
                    for a, b in _pairs(inits)}
         ranked, parametric = [], []
         for a, b in _pairs(inits):
             stat, p = wilcoxon(wide_s[a].to_numpy(), wide_s[b].to_numpy())
             es = effects[(a, b)]
-            ranked.append((a, b, "wilcoxon", stat, p, es[0], es, None))
+            ranked.append(PairwiseResult(a=a, b=b, test="wilcoxon", statistic=stat, pvalue=p, pvalue_holm=None,
+                                         effect=es[0], effects=es))
             both = wide_v[[a, b]].dropna()
             t, df, pt = paired_t(both[a].to_numpy(), both[b].to_numpy())
-            parametric.append((a, b, "paired_t", t, pt, es[2], es, df))
+            parametric.append(PairwiseResult(a=a, b=b, test="paired_t", statistic=t, pvalue=pt, pvalue_holm=None,
+                                             effect=es[2], effects=es, df=df))
             w, pw = shapiro((both[a] - both[b]).to_numpy())
             checks.append(Check("shapiro", f"{column} differences {a} - {b}", w, pw))
         pairwise = _holm_rows(ranked) + _holm_rows(parametric)
@@ -396,14 +398,14 @@ def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
             if len(usable) >= 2:
                 omnibus += [anova(list(usable.values())), welch_anova(list(usable.values()))]
                 if len(usable) < k:
-                    omnibus = [TestResult(t.test, t.statistic, t.df, t.pvalue,
-                                          "arms with fewer than 2 finished runs left out", t.df2) for t in omnibus]
+                    omnibus = [replace(t, note="arms with fewer than 2 finished runs left out") for t in omnibus]
             omnibus.append(kruskal(list(groups_s.values())))
         effects = {(a, b): accuracy_effects(groups_v[a], groups_v[b], False, rng) for a, b in _pairs(inits)}
         ranked = []
         for a, b in _pairs(inits):
             stat, p = mannwhitney(groups_s[a], groups_s[b])
-            ranked.append((a, b, "mannwhitney", stat, p, effects[(a, b)][0], effects[(a, b)], None))
+            ranked.append(PairwiseResult(a=a, b=b, test="mannwhitney", statistic=stat, pvalue=p, pvalue_holm=None,
+                                         effect=effects[(a, b)][0], effects=effects[(a, b)]))
         pairwise = _holm_rows(ranked)
         if len(usable) == k and k >= 2:
             pairwise += _procedure_rows("tukey_hsd", tukey_hsd(usable), effects)
@@ -413,14 +415,16 @@ def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
             w, pw = shapiro(resid)
             checks.append(Check("shapiro", f"{column} residuals from arm means", w, pw))
             lev = levene(list(usable.values()))
-            checks.append(Check("levene", f"{column} variances across arms", lev.statistic, lev.pvalue, lev.note))
+            checks.append(Check("levene", target=f"{column} variances across arms", statistic=lev.statistic,
+                                pvalue=lev.pvalue, note=lev.note))
     return AccuracyTests(tuple(omnibus), tuple(pairwise), tuple(checks))
 
 
 def divergence(o: pd.DataFrame, inits: list[str], paired: bool) -> TestResult:
     """Do divergence rates differ? Cochran's Q over seeds when paired, else Fisher / chi-square."""
     if not o["diverged"].any():
-        return TestResult("cochran_q" if paired else "chi2", None, None, None, "no run diverged")
+        return TestResult("cochran_q" if paired else "chi2", statistic=None, df=None, pvalue=None,
+                          note="no run diverged")
     if paired:
         wide = o.pivot(index="seed", columns="initializer", values="diverged")[inits].astype(int).to_numpy()
         return cochran_q(wide)
@@ -456,8 +460,11 @@ def power(o: pd.DataFrame, inits: list[str], paired: bool, alpha: float, target_
     if min_w is not None and min_w > a1:
         reasons.append(f"with {n} paired seeds the smallest Wilcoxon p-value is {min_w:.3g}, above alpha/{m} = "
                        f"{a1:.3g}: no pairwise Wilcoxon test can be significant after Holm")
-    return Power(a1, m, n, mde, mde * sd if mde is not None and sd is not None else None, target_effect, needed,
-                 min_w, events, mde_hazard_ratio(int(round(2 * events)), a1), bool(reasons), tuple(reasons))
+    return Power(alpha_per_comparison=a1, comparisons=m, n_seeds=n, mde_standardized=mde,
+                 mde_accuracy=mde * sd if mde is not None and sd is not None else None, target_effect=target_effect,
+                 seeds_needed=needed, min_wilcoxon_p=min_w, events_per_arm=events,
+                 mde_hazard_ratio=mde_hazard_ratio(int(round(2 * events)), a1), underpowered=bool(reasons),
+                 reasons=tuple(reasons))
 
 
 # ---------------------------------------------------------------- one cell
@@ -517,7 +524,8 @@ def choose_design(o: pd.DataFrame, inits: list[str], design: str = "auto"
 
 def _untestable_pairs(inits: list[str], test: str) -> tuple[PairwiseResult, ...]:
     """One row per pair with nothing computed, so every pair is still listed (and found by claims)."""
-    return tuple(PairwiseResult(a, b, test, None, None, None) for a, b in _pairs(inits))
+    return tuple(PairwiseResult(a=a, b=b, test=test, statistic=None, pvalue=None, pvalue_holm=None)
+                 for a, b in _pairs(inits))
 
 
 def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: int,
@@ -551,20 +559,26 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
         t, e = oi["time"].to_numpy(float), oi["event"].to_numpy(int)
         points, median, ci = kaplan_meier(t, e, budget)
         r, se = rmst(t, e, budget)
-        arms.append(ArmSummary(i, len(oi), int(oi["diverged"].sum()),
-                               _num(acc.mean()) if len(acc) else None, _num(np.median(acc)) if len(acc) else None,
-                               _num(acc.std(ddof=1)) if len(acc) > 1 else None, int(oi["event"].sum()),
-                               median, ci, points, wilson(int(oi["diverged"].sum()), len(oi)),
-                               _num(oi["best_acc"].mean()) if oi["best_acc"].notna().any() else None,
-                               r, (max(0.0, r - 1.959964 * se), min(float(budget), r + 1.959964 * se))))
+        n_diverged = int(oi["diverged"].sum())
+        arms.append(ArmSummary(
+            initializer=i, n_runs=len(oi), n_diverged=n_diverged,
+            final_acc_mean=_num(acc.mean()) if len(acc) else None,
+            final_acc_median=_num(np.median(acc)) if len(acc) else None,
+            final_acc_sd=_num(acc.std(ddof=1)) if len(acc) > 1 else None,
+            n_reached=int(oi["event"].sum()), median_epochs=median, median_epochs_ci=ci, kaplan_meier=points,
+            diverged_ci=wilson(n_diverged, len(oi)),
+            best_acc_mean=_num(oi["best_acc"].mean()) if oi["best_acc"].notna().any() else None,
+            rmst=r, rmst_ci=(max(0.0, r - 1.959964 * se), min(float(budget), r + 1.959964 * se))))
 
     if len(inits) < 2 or (paired and len(seeds) < 2):
         primary = "wilcoxon" if paired else "mannwhitney"
         none = AccuracyTests((), _untestable_pairs(inits, primary), ())
-        ett = (TestResult("logrank", None, len(inits) - 1, None, "too few seeds shared by every initializer"),
-               ) if len(inits) >= 2 else ()
-        return CellResult(factors, design, seeds, threshold, budget, tuple(arms), (), none.pairwise, ett,
-                          _untestable_pairs(inits, "logrank"), (), tuple(notes), (), none, None, None)
+        ett = (TestResult("logrank", statistic=None, df=len(inits) - 1, pvalue=None,
+                          note="too few seeds shared by every initializer"),) if len(inits) >= 2 else ()
+        return CellResult(factors=factors, design=design, seeds=seeds, threshold=threshold, budget_epochs=budget,
+                          arms=tuple(arms), final_omnibus=(), final_pairwise=none.pairwise, ett_omnibus=ett,
+                          ett_pairwise=_untestable_pairs(inits, "logrank"), ett_cox=(), notes=tuple(notes),
+                          final_checks=(), best=none, divergence_test=None, power=None)
 
     final = accuracy_tests(o, "final_acc", inits, paired, rng)
     best = accuracy_tests(o, "best_acc", inits, paired, rng)
@@ -580,17 +594,19 @@ def analyze_cell(tidy: pd.DataFrame, factors: dict, threshold: float, budget: in
         oa, ob = (o[o["initializer"] == x].sort_values("seed") for x in (a, b))
         diff = rmst_difference(oa["time"].to_numpy(float), oa["event"].to_numpy(int), ob["time"].to_numpy(float),
                                ob["event"].to_numpy(int), budget, paired, rng)
-        lr_rows.append((a, b, "logrank", t.statistic, t.pvalue, diff, (diff,), t.df))
+        lr_rows.append(PairwiseResult(a=a, b=b, test="logrank", statistic=t.statistic, pvalue=t.pvalue,
+                                      pvalue_holm=None, effect=diff, effects=(diff,), df=t.df))
     ett_pairwise = _holm_rows(lr_rows)
     if reference not in inits:
         reached = [a.initializer for a in arms if a.n_reached]
         reference = reached[0] if reached else inits[0]
     ett_cox = sorted(cox(time, event, group, reference, strata), key=lambda c: inits.index(c.initializer))
 
-    return CellResult(factors, design, seeds, threshold, budget, tuple(arms),
-                      final.omnibus, final.pairwise, tuple(ett_omnibus), tuple(ett_pairwise),
-                      tuple(ett_cox), tuple(notes), final.checks, best, divergence(o, inits, paired),
-                      power(o, inits, paired, alpha, target_effect))
+    return CellResult(factors=factors, design=design, seeds=seeds, threshold=threshold, budget_epochs=budget,
+                      arms=tuple(arms), final_omnibus=final.omnibus, final_pairwise=final.pairwise,
+                      ett_omnibus=tuple(ett_omnibus), ett_pairwise=tuple(ett_pairwise), ett_cox=tuple(ett_cox),
+                      notes=tuple(notes), final_checks=final.checks, best=best,
+                      divergence_test=divergence(o, inits, paired), power=power(o, inits, paired, alpha, target_effect))
 
 
 # ---------------------------------------------------------------- factorial: initializer x another factor
@@ -621,7 +637,8 @@ def factorial(tidy: pd.DataFrame, factor: str, others: list[str], threshold: flo
             terms, note = (), f"OLS fit failed: {exc}"
         ett = cox_interaction(o["time"].to_numpy(float), o["event"].to_numpy(int), o["initializer"].to_numpy(),
                               o["level"].to_numpy(), o["seed"].to_numpy() if blocked else None)
-        out.append(FactorialResult(factor, fixed, "blocked by seed" if blocked else "unblocked", terms, ett, note))
+        out.append(FactorialResult(factor=factor, fixed=fixed, design="blocked by seed" if blocked else "unblocked",
+                                   final_accuracy=terms, epochs_to_threshold=ett, note=note))
     return out
 
 
@@ -642,4 +659,4 @@ def analyze(tidy: pd.DataFrame, factor_columns: list[str], threshold: float, bud
     for f in factor_columns:
         if tidy[f].nunique(dropna=False) >= 2:
             fact += factorial(tidy, f, [c for c in factor_columns if c != f], threshold, budget)
-    return Results(study, threshold, alpha, tuple(cells), tuple(fact))
+    return Results(study=study, threshold=threshold, alpha=alpha, cells=tuple(cells), factorial=tuple(fact))

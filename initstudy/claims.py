@@ -167,9 +167,9 @@ def _compare(claim: Claim, cell: CellResult, outcomes: pd.DataFrame) -> _Test:
         if p.pvalue is not None and np.sign(oe) * np.sign(diff) > 0:  # sooner by log-rank, later by area
             notes.append("the Kaplan-Meier curves cross: the restricted means order the arms the other way "
                          "than the log-rank, whose direction the verdict follows")
-        return _Test("pairwise log-rank" + (" stratified by seed" if paired else ""), p.statistic, p.pvalue,
-                     _side(oe) * wanted, "restricted mean epochs to threshold, a - b", diff, (None, None),
-                     "; ".join(notes))
+        return _Test(test="pairwise log-rank" + (" stratified by seed" if paired else ""), statistic=p.statistic,
+                     pvalue=p.pvalue, side=_side(oe) * wanted,
+                     effect_name="restricted mean epochs to threshold, a - b", effect=diff, note="; ".join(notes))
     p, sign = _pair(cell.final_primary, a, b)
     e = p.effect
     value = None if e is None or e.value is None else sign * e.value
@@ -180,11 +180,13 @@ def _compare(claim: Claim, cell: CellResult, outcomes: pd.DataFrame) -> _Test:
     if claim.direction == "not_worse":
         m = claim.margin
         stat, pvalue = (wilcoxon if paired else mannwhitney)(x + m, y)
-        return _Test(f"{test.removeprefix('pairwise ')} of a + margin against b (non-inferiority)", stat, pvalue,
-                     _side(rank_direction(x + m, y, paired)), effect_name, value, ci,
-                     f"margin {m:g}: supported when a's accuracy plus {m:g} ranks significantly above b's")
+        return _Test(test=f"{test.removeprefix('pairwise ')} of a + margin against b (non-inferiority)",
+                     statistic=stat, pvalue=pvalue, side=_side(rank_direction(x + m, y, paired)),
+                     effect_name=effect_name, effect=value, ci=ci,
+                     note=f"margin {m:g}: supported when a's accuracy plus {m:g} ranks significantly above b's")
     wanted = 1 if claim.direction == "better" else -1
-    return _Test(test, p.statistic, p.pvalue, _side(rank_direction(x, y, paired)) * wanted, effect_name, value, ci)
+    return _Test(test=test, statistic=p.statistic, pvalue=p.pvalue, side=_side(rank_direction(x, y, paired)) * wanted,
+                 effect_name=effect_name, effect=value, ci=ci)
 
 
 def _sign_test(claim: Claim, final: pd.Series) -> _Test:
@@ -198,9 +200,9 @@ def _sign_test(claim: Claim, final: pd.Series) -> _Test:
     k, n = int(side.sum()), len(acc)
     p = stats.binomtest(k, n, 0.5, alternative="two-sided").pvalue
     median = float(np.median(np.where(np.isnan(acc), -1.0, acc)))
-    return _Test("exact sign test on the runs' final accuracy", float(k), float(p), _side(k - n / 2),
-                 "median final accuracy of a", median, (None, None),
-                 f"{k} of {n} runs {bound} (diverged runs count as below)")
+    return _Test(test="exact sign test on the runs' final accuracy", statistic=float(k), pvalue=float(p),
+                 side=_side(k - n / 2), effect_name="median final accuracy of a", effect=median,
+                 note=f"{k} of {n} runs {bound} (diverged runs count as below)")
 
 
 def _matches(claim: Claim, cell: CellResult) -> bool:
@@ -250,8 +252,9 @@ def evaluate_claims(claims: tuple[Claim, ...], results: Results,
             q = next(adjusted)
             verdict = (INCONCLUSIVE if q is None or q >= alpha or t.side == 0 else
                        SUPPORTED if t.side > 0 else CONTRADICTED)
-            verdicts.append(CellVerdict(results.cells[i].factors, verdict, t.test + suffix, t.statistic, q,
-                                        t.effect_name, t.effect, t.ci, t.note, t.pvalue, size))
+            verdicts.append(CellVerdict(factors=results.cells[i].factors, verdict=verdict, test=t.test + suffix,
+                                        statistic=t.statistic, pvalue=q, effect_name=t.effect_name, effect=t.effect,
+                                        ci=t.ci, note=t.note, pvalue_raw=t.pvalue, family_size=size))
         counts = {k: sum(v.verdict == k for v in verdicts) for k in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
         overall = (CONTRADICTED if counts[CONTRADICTED] else SUPPORTED if counts[SUPPORTED] == len(verdicts)
                    else INCONCLUSIVE)

@@ -117,7 +117,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "of 1,000 runs x 50 epochs. Exit code 1 when a CPU target is missed.")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p = sub.add_parser("list", help="list the registered datasets, models, activations, initializers and presets")
-    p.add_argument("--json", action="store_true", help="print the registries as JSON")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="print the registries as JSON")
+    shape.add_argument("--markdown", action="store_true",
+                       help="print the reference (study keys, initializers, models, activations, datasets, plugins, "
+                            "results.json) as Markdown tables")
     return parser
 
 
@@ -144,6 +148,9 @@ def _cmd_list(args) -> int:
     if args.json:
         print(json.dumps(registry, indent=1))
         return 0
+    if args.markdown:
+        print(_markdown(registry), end="")
+        return 0
     print("datasets:     " + ", ".join(registry["datasets"]))
     print("models:")
     for name, m in registry["models"].items():
@@ -162,6 +169,104 @@ def _cmd_list(args) -> int:
     print("studies:      " + ", ".join(registry["studies"]))
     print("study keys:   " + ", ".join(registry["study_keys"]))
     return 0
+
+
+def _md(value) -> str:
+    """One Markdown table cell: pipes escaped, on one line."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_md(c) for c in row) + " |" for row in rows), ""]
+
+
+def _markdown(registry: dict) -> str:
+    """The reference pages, generated from the registries and the results.json schema (`initstudy list --markdown`)."""
+    from .analysis import SCHEMA_FILE
+    from .config import CLAIM_DIRECTIONS, CLAIM_FACTORS, CLAIM_KEYS, SETTINGS_KEYS, study_key_reference
+    from .data import DATASET_DESCRIPTIONS
+    from .models import ACTIVATIONS
+
+    def code(x) -> str:
+        return f"`{x}`" if x not in (None, "") else ""
+
+    def options(d: dict) -> str:
+        return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in d.items())
+
+    gains = {"none": "1 (`gain:` overrides it)", "activation": "the activation's (`gain:` overrides it)",
+             "fixed": "none: a fixed scale"}
+    out = ["# initstudy reference", "",
+           "Generated from the code by `initstudy list --markdown`; regenerate it rather than editing it.", "",
+           "## Study keys", "", "A study file is YAML; every key but `initializers` has a default.", ""]
+    out += _md_table(["key", "default", "accepts", "meaning"],
+                     [[code(k["key"]), code(k["default"]) if k["literal"] else k["default"], k["accepts"], k["help"]]
+                      for k in study_key_reference()])
+    out += ["Claims (`claims:`) take the keys " + ", ".join(code(k) for k in CLAIM_KEYS) + "; endpoints and "
+            "directions: " + "; ".join(f"{code(e)}: {', '.join(code(d) for d in ds)}"
+                                       for e, ds in CLAIM_DIRECTIONS.items())
+            + "; a bound claim gives `at_most` or `at_least` instead of `b`; `where` restricts "
+            + ", ".join(code(f) for f in CLAIM_FACTORS) + ".", "",
+            "## Settings keys for imported logs", "",
+            "A settings file (`initstudy import` or `analyze --settings FILE.yaml`) and the keyword arguments of "
+            "`initstudy.analyze_frame(...)` take these keys.", ""]
+    out += _md_table(["key", "meaning"], [[code(k), h] for k, h in SETTINGS_KEYS.items()])
+    out += ["## Initializers", "", "Options are given in the study file as `{name: ..., option: value}`; the "
+            "values shown are the defaults.", ""]
+    out += _md_table(["name", "formula", "gain", "bias", "options", "source"],
+                     [[code(n), i["formula"], gains.get(i["gain"], i["gain"]), code(i["bias"]), options(i["options"]),
+                       i["source"] + (" (data-dependent: needs a batch)" if i["data_dependent"] else "")]
+                      for n, i in registry["initializers"].items()])
+    out += ["## Models", ""]
+    out += _md_table(["name", "parameters", "residual", "description"],
+                     [[code(n), options(m["params"]), "yes" if m["residual"] else "no", m["description"]]
+                      for n, m in registry["models"].items()])
+    out += ["## Activations", ""]
+    out += _md_table(["name", "torch layer", "gain"],
+                     [[code(n), code("nn." + ACTIVATIONS[n].layer), f"{a['gain']:.6g}"]
+                      for n, a in registry["activations"].items()])
+    out += ["## Datasets", ""]
+    out += _md_table(["name", "description"], [[code(n), DATASET_DESCRIPTIONS.get(n, "")]
+                                               for n in registry["datasets"]])
+    out += ["## Presets", "", "Study files shipped with the package, used by name: "
+            + ", ".join(code(n) for n in registry["studies"]) + ".", "", "## Plugins", "",
+            "Entry points of installed packages, used by plain name; any other `package.module:attribute` works "
+            "too.", ""]
+    plugins = [[kind, code(n), code(p["target"]), p["distribution"]]
+               for kind, entries in registry["plugins"].items() for n, p in entries.items()]
+    out += _md_table(["kind", "name", "target", "distribution"], plugins) if plugins else ["None installed.", ""]
+    schema = json.loads(SCHEMA_FILE.read_text())
+    out += ["## results.json", "", f"{schema['description']} The full JSON Schema ships as "
+            f"`initstudy/schemas/{SCHEMA_FILE.name}`.", ""]
+    parts = (("the top level", schema), ("each cell (`cells[]`)", schema["$defs"]["cell"]),
+             ("each arm (`cells[].arms[]`)", schema["$defs"]["arm"]),
+             ("each claim (`claims[]`)", schema["$defs"]["claim"]))
+    for title, part in parts:
+        out += [f"Keys of {title}:", ""]
+        out += _md_table(["key", "required", "type", "meaning"],
+                         [[code(k), "yes" if k in part["required"] else "no", _schema_type(v), v.get("description", "")]
+                          for k, v in part["properties"].items()])
+    return "\n".join(out)
+
+
+_SCHEMA_WORDS = {"number_or_null": "number or null", "pvalue": "p-value or null", "interval": "[low, high]"}
+
+
+def _schema_type(node: dict) -> str:
+    """A schema node's type in a few words: its type, enum, constant or the definition it refers to."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return _SCHEMA_WORDS.get(name, name)
+    if "const" in node:
+        return json.dumps(node["const"])
+    if "enum" in node:
+        return " | ".join(json.dumps(v) for v in node["enum"])
+    if node.get("type") == "array":
+        return "array of " + _schema_type(node["items"])
+    if "oneOf" in node:
+        return " or ".join(_schema_type(n) for n in node["oneOf"])
+    return " or ".join(node["type"]) if isinstance(node.get("type"), list) else node.get("type", "any")
 
 
 def _fmt_s(seconds: float) -> str:

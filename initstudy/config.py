@@ -709,6 +709,32 @@ def describe_keys() -> dict[str, str]:
     return {k: h for k, (_d, _k, h) in _DEFAULTS.items()}
 
 
+# kind -> the values it accepts, in words, for the generated reference
+_KIND_TEXT = {"name": "study name (letters, digits, . _ -)", "str": "text", "optstr": "text or null",
+              "optbool": "true, false or null", "dataset": "dataset name or plugin", "models": "list",
+              "activations": "list of activation names", "initializers": "list", "seeds": "count or list of integers",
+              "optimizer": " | ".join(OPTIMIZERS), "accelerator": " | ".join(ACCELERATORS),
+              "claims": "list of claims", "loggers": "list: " + ", ".join(LOGGERS), "loggers_dir": "path or null",
+              "int>0": "integer > 0", "int>=0": "integer >= 0", "float>0": "number > 0", "float>=0": "number >= 0",
+              "fraction": "fraction in (0, 1]"}
+
+
+def study_key_reference() -> list[dict]:
+    """Every study key with its default (as JSON text when `literal`, else in words), the values it accepts (with
+    the load-time upper bound) and its help, in file order, for `initstudy list --markdown`."""
+    out = []
+    for key, (default, kind, help_) in _DEFAULTS.items():
+        limit = LIMITS.get(key)
+        accepts = _KIND_TEXT[kind] + (f", at most {limit:g}" if isinstance(limit, float) else
+                                      f", at most {limit}" if limit is not None else "")
+        if key == "seeds":
+            accepts += f" (at most {MAX_SEEDS} seeds, each 0 to {MAX_SEED})"
+        words = {"name": "the file name without .yaml", "initializers": "required"}.get(key)  # as _load_study
+        out.append({"key": key, "default": words or json.dumps(default), "literal": words is None,
+                    "accepts": accepts, "help": help_})
+    return out
+
+
 
 # ---------------------------------------------------------------- analysis settings for imported logs
 

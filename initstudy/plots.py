@@ -102,10 +102,15 @@ def _mean_ci(values: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mean - half, mean + half
 
 
+def _legend_columns(k: int) -> int:
+    return min(k, 5 if k > 8 else 4)
+
+
 @_figure
 def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | None = None) -> Figure:
     """Validation accuracy and training loss (log scale) per epoch: mean and 95% CI band over seeds."""
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    fig = Figure(figsize=(9, 3.0 + (0.18 * -(-len(order) // _legend_columns(len(order))) if len(order) > 6 else 0)),
+                 layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
     has_loss = bool((tidy["train_loss"] > 0).any())  # imported logs may hold no training loss
     panels = ((ax_acc, "val_acc"), (ax_loss, "train_loss")) if has_loss else ((ax_acc, "val_acc"),)
@@ -137,7 +142,11 @@ def learning_curves(tidy: pd.DataFrame, order: list[str], threshold: float | Non
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    (ax_loss if has_loss else ax_acc).legend(fontsize=7, loc="best")
+    if len(order) > 6:  # a long legend inside a panel would cover the curves
+        fig.legend(*ax_acc.get_legend_handles_labels(), loc="outside lower center",
+                   ncols=_legend_columns(len(order)), fontsize=7, frameon=False)
+    else:
+        (ax_loss if has_loss else ax_acc).legend(fontsize=7, loc="best")
     return fig
 
 
@@ -165,27 +174,102 @@ def final_accuracy(outcomes: pd.DataFrame, order: list[str]) -> Figure:
 
 
 @_figure
-def kaplan_meier(cell: CellResult, outcomes: pd.DataFrame) -> Figure:
-    """Kaplan-Meier curves of P(threshold not yet reached) by epoch; '+' marks censored runs."""
-    fig = Figure(figsize=(6.5, 3.6), layout="constrained")
-    ax = fig.subplots()
-    for i, arm in enumerate(cell.arms):
+def cell_overview(tidy: pd.DataFrame, cell: CellResult, outcomes: pd.DataFrame, order: list[str]) -> Figure:
+    """One row per cell: validation accuracy by epoch (mean, 95% t band), Kaplan-Meier curves of time to
+    threshold, and final accuracy per seed (arms as rows, so long names stay horizontal). One legend below."""
+    k = len(order)
+    height = max(3.0, 0.17 * k + 1.4) + 0.18 * -(-k // _legend_columns(k))
+    fig = Figure(figsize=(10, height), layout="constrained")
+    ax_acc, ax_km, ax_fin = fig.subplots(1, 3, width_ratios=[1, 1, 1.1])
+    for i, init in enumerate(order):
+        g = tidy[tidy["initializer"] == init]
+        if g.empty:
+            continue
+        st = style(i)
+        wide = g.pivot_table(index="seed", columns="epoch", values="val_acc", aggfunc="first")
+        mean, lo, hi = _mean_ci(wide)
+        epochs = wide.columns.to_numpy()
+        ax_acc.plot(epochs, mean, label=displayable(init), markersize=3, linewidth=1.1, **st)
+        ax_acc.fill_between(epochs, np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=st["color"], alpha=0.15, linewidth=0)
+    ax_acc.axhline(cell.threshold, color="0.4", linewidth=0.8, linestyle=":")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1.02))
+    ax_acc.set_title("Validation accuracy (dotted: threshold)", fontsize=9)
+    arms = {a.initializer: a for a in cell.arms}
+    for i, init in enumerate(order):
+        arm = arms.get(init)
+        if arm is None:
+            continue
         st = style(i)
         epochs = [e for e, _ in arm.kaplan_meier]
         surv = [s for _, s in arm.kaplan_meier]
-        ax.step(epochs, surv, where="post", label=arm.initializer, color=st["color"], linestyle=st["linestyle"])
-        cens = outcomes[(outcomes["initializer"] == arm.initializer) & (outcomes["event"] == 0)]["time"]
+        ax_km.step(epochs, surv, where="post", color=st["color"], linestyle=st["linestyle"], linewidth=1.1)
+        cens = outcomes[(outcomes["initializer"] == init) & (outcomes["event"] == 0)]["time"]
         if len(cens):
             s_at = [surv[min(int(t), len(surv) - 1)] for t in cens]
-            # Nudge marks sideways per arm so overlapping censored arms stay distinguishable.
-            ax.scatter(cens + 0.06 * (i - len(cell.arms) / 2), s_at, marker=st["marker"], color=st["color"],
-                       edgecolor="black", linewidth=0.4, s=28, zorder=3)
-    ax.set(xlabel="epoch", ylabel="P(threshold not yet reached)",
-           title=f"Epochs to {cell.threshold:g} validation accuracy (markers: censored runs)",
-           ylim=(-0.03, 1.05))
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="best")
+            ax_km.scatter(cens + 0.04 * (i - k / 2), s_at, marker=st["marker"], color=st["color"],
+                          edgecolor="black", linewidth=0.3, s=14, zorder=3)
+    ax_km.set(xlabel="epoch", ylabel="P(threshold not yet reached)", ylim=(-0.03, 1.05))
+    ax_km.set_title("Kaplan-Meier (markers: censored runs)", fontsize=9)
+    rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
+    for i, init in enumerate(order):
+        st = style(i)
+        mine = outcomes["initializer"] == init
+        d = outcomes.loc[mine & ~outcomes["diverged"], "final_acc"].to_numpy()
+        if len(d):
+            ax_fin.boxplot([d], positions=[i], widths=0.55, vert=False, showfliers=False,
+                           medianprops={"color": "black"})
+            ax_fin.scatter(d, i + rng.uniform(-0.18, 0.18, len(d)), color=st["color"], marker=st["marker"],
+                           edgecolor="black", linewidth=0.3, zorder=3, s=12)
+        n_div = int((mine & outcomes["diverged"]).sum())
+        if n_div:
+            ax_fin.annotate(f"{n_div} diverged", (0.01, i), xycoords=("axes fraction", "data"), va="center",
+                            fontsize=6.5, color="#D55E00")
+    ax_fin.set_yticks(range(k), [displayable(x) for x in order], fontsize=7 if k > 8 else 8)
+    ax_fin.set_ylim(k - 0.5, -0.5)
+    ax_fin.set_xlabel("final validation accuracy")
+    ax_fin.set_title("Final accuracy per seed", fontsize=9)
+    for ax in (ax_acc, ax_km, ax_fin):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in (ax_acc, ax_km):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(*ax_acc.get_legend_handles_labels(), loc="outside lower center", ncols=_legend_columns(k),
+               fontsize=7, frameon=False)
+    return fig
+
+
+@_figure
+def summary_forest(rows: list[dict], cells: list[str], order: list[str]) -> Figure:
+    """Across cells: per initializer (rows) and cell (colour and marker), mean final accuracy and restricted mean
+    epochs to threshold, each with its 95% interval. `rows`: dicts with keys cell, initializer, acc, acc_ci, rmst,
+    rmst_ci (intervals as (low, high), None where unknown)."""
+    k, m = len(order), len(cells)
+    fig = Figure(figsize=(9, max(2.0, (0.15 + 0.05 * m) * k + 0.8 + 0.2 * -(-m // 3))), layout="constrained")
+    ax_acc, ax_ett = fig.subplots(1, 2, sharey=True)
+    step = 0.7 / max(m, 1)
+    for n, title in enumerate(cells):
+        st = style(n)
+        off = (n - (m - 1) / 2) * step
+        mine = [r for r in rows if r["cell"] == title]
+        for ax, key in ((ax_acc, "acc"), (ax_ett, "rmst")):
+            pts = [(order.index(r["initializer"]) + off, r[key], r[key + "_ci"]) for r in mine if r[key] is not None]
+            if not pts:
+                continue
+            y, x, ci = zip(*pts)
+            lo = [v - (c[0] if c[0] is not None else v) for v, c in zip(x, ci)]
+            hi = [(c[1] if c[1] is not None else v) - v for v, c in zip(x, ci)]
+            ax.errorbar(x, y, xerr=[lo, hi], fmt=st["marker"], color=st["color"], markersize=4, capsize=2,
+                        elinewidth=1, markeredgecolor="black", markeredgewidth=0.3,
+                        label=displayable(title) if ax is ax_acc else None)
+    ax_acc.set_yticks(range(k), [displayable(x) for x in order], fontsize=7 if k > 8 else 8)
+    ax_acc.set_ylim(k - 0.5, -0.5)
+    ax_acc.set_xlabel("mean final validation accuracy [95% t-interval]", fontsize=8)
+    ax_ett.set_xlabel("restricted mean epochs to threshold [95% CI] (less: sooner)", fontsize=8)
+    for ax in (ax_acc, ax_ett):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    if m > 1:
+        fig.legend(loc="outside lower center", ncols=min(m, 3), fontsize=7, frameon=False)
     return fig
 
 
@@ -294,7 +378,7 @@ def pairwise_matrix(cell: CellResult, alpha: float, endpoint: str,
             d = restricted_means[p.a] - restricted_means[p.b]
             values[(p.a, p.b)], values[(p.b, p.a)] = (d, p.pvalue_holm), (-d, p.pvalue_holm)
         title, fmt = "Epochs to threshold: restricted mean, row − column", "+.2f"
-    side = max(3.4, 0.62 * len(order) + 1.6)
+    side = max(3.0, 0.62 * len(order) + 1.6)
     fig = Figure(figsize=(side + 0.6, side + 0.4), layout="constrained")
     _matrix_panel(fig.subplots(), order, values, alpha, title, fmt)
     handles = [Patch(facecolor=c, edgecolor="0.6", label=f"{s} p < {min(b, alpha) if b else alpha:g}")

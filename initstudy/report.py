@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats as scipy_stats
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
@@ -110,42 +111,80 @@ def _cell_title(cell: CellResult) -> str:
     return _factors_title(cell.factors)
 
 
-def headline(cell: CellResult, alpha: float) -> list[str]:
-    """Plain sentences stating what the tests showed, and what they did not."""
+def compact_letters(order: list[str], differ: set[frozenset]) -> dict[str, str]:
+    """Compact letter display by insert-and-absorb (Piepho 2004, J. Comput. Graph. Stat. 13:456): arms that share a
+    letter are not shown to differ; arms in `differ` (pairs as frozensets) share none. `order` ranks the arms
+    (best first); letters go to groups in the order of their best-ranked member, so the best arm gets 'a'."""
+    rank = {a: i for i, a in enumerate(order)}
+    columns = [set(order)]
+    for pair in sorted(differ, key=lambda p: sorted(rank[x] for x in p)):
+        i, j = sorted(pair, key=rank.get)
+        grown = []
+        for col in columns:
+            if i in col and j in col:  # insert: split the column into one without i and one without j
+                grown += [col - {i}, col - {j}]
+            else:
+                grown.append(col)
+        # absorb: a column inside another says nothing the other does not
+        columns = [c for n, c in enumerate(grown)
+                   if c and not any(c < d or (c == d and m < n) for m, d in enumerate(grown))]
+    columns.sort(key=lambda c: sorted(rank[x] for x in c))
+    names = [LETTERS[n] if n < len(LETTERS) else f"{LETTERS[n % len(LETTERS)]}{n // len(LETTERS)}"
+             for n in range(len(columns))]
+    sep = "" if len(columns) <= len(LETTERS) else " "
+    return {a: sep.join(name for name, col in zip(names, columns) if a in col) for a in order}
+
+
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def mean_ci(mean: float | None, sd: float | None, n: int) -> tuple[float | None, float | None]:
+    """95% t-interval of a mean of n values with standard deviation sd; (None, None) below two values."""
+    if mean is None or sd is None or n < 2:
+        return None, None
+    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return mean - half, mean + half
+
+
+def league(cell: CellResult, alpha: float) -> list[dict]:
+    """The cell's arms ranked by mean final accuracy (diverged runs left out of the mean; an arm with no finished
+    run last), each with its 95% t-interval (clipped to [0, 1]), restricted mean epochs to threshold, Kaplan-Meier median and the
+    compact letters of the primary pairwise final-accuracy tests after Holm."""
+    ranked = sorted(cell.arms, key=lambda a: (a.final_acc_mean is None, -(a.final_acc_mean or 0.0)))
+    differ = {frozenset((p.a, p.b)) for p in cell.final_primary if p.pvalue_holm is not None and p.pvalue_holm < alpha}
+    letters = compact_letters([a.initializer for a in ranked], differ) if cell.final_primary else {}
+    def acc_ci(a):  # an accuracy's interval stops at 0 and 1
+        lo, hi = mean_ci(a.final_acc_mean, a.final_acc_sd, a.n_runs - a.n_diverged)
+        return (None, None) if lo is None else (max(0.0, lo), min(1.0, hi))
+
+    return [{"rank": n, "arm": a, "acc_ci": acc_ci(a), "letters": letters.get(a.initializer, "–")}
+            for n, a in enumerate(ranked, 1)]
+
+
+def omnibus_line(cell: CellResult) -> str:
+    """'log-rank p = 0.050, friedman p = 0.368': do the arms differ at all, per primary endpoint ('' untested)."""
+    names = {"logrank": "log-rank"}
+    return ", ".join(f"{names.get(t.test, t.test)} {p_clause(t.pvalue)}" for t in cell.omnibus_primary
+                     if t.pvalue is not None)
+
+
+def design_notes(cell: CellResult, alpha: float) -> list[str]:
+    """At most two sentences on what the league table cannot say: left-out runs, and a design that cannot
+    separate any pair."""
     out = []
-    arms = sorted(cell.arms, key=lambda a: (a.median_epochs is None, a.median_epochs or 0))
-    reached = [a for a in arms if a.median_epochs is not None]
-    never = [a.initializer for a in arms if a.n_reached == 0]
-    if reached:
-        parts = [f"{a.initializer} {a.median_epochs:g}" for a in reached]
-        out.append(f"Median epochs to reach {cell.threshold:g} validation accuracy (Kaplan-Meier): "
-                   + "; ".join(parts) + ".")
-    if never:
-        out.append(f"No run of {', '.join(never)} reached {cell.threshold:g} within {cell.budget_epochs} epochs.")
-    for t in cell.ett_omnibus:
-        if t.pvalue is not None:
-            verdict = "differ" if t.pvalue < alpha else "were not shown to differ"
-            out.append(f"Epochs-to-threshold {verdict} across initializers (log-rank{', ' + t.note if t.note else ''}: "
-                       f"chi2 = {t.statistic:.2f}, df = {t.df:g}, {p_clause(t.pvalue)}).")
-    for t in cell.omnibus_primary[len(cell.ett_omnibus):]:
-        if t.pvalue is not None:
-            verdict = "differed" if t.pvalue < alpha else "was not shown to differ"
-            out.append(f"Final accuracy {verdict} across initializers ({t.test}: statistic = {t.statistic:.2f}, "
-                       f"df = {t.df:g}, {p_clause(t.pvalue)}).")
-    out += pair_sentences(cell, alpha)
-    sig = [p for p in cell.final_primary if p.pvalue_holm is not None and p.pvalue_holm < alpha]
-    n_pairs = len(cell.final_primary)
-    if n_pairs:
-        out.append(f"{len(sig)} of {n_pairs} pairwise final-accuracy comparisons are significant after Holm "
-                   f"correction at alpha = {alpha:g}.")
-    if n_pairs and not sig and len(cell.seeds) < 6 and cell.design == "paired":
-        out.append(f"With {len(cell.seeds)} paired seeds the smallest possible two-sided Wilcoxon p-value is "
-                   f"{2 / 2 ** len(cell.seeds):.3f}, so no pair can be significant after correction: "
-                   "add seeds before reading absence of evidence as evidence of absence.")
+    if cell.notes:
+        out.append(f"{len(cell.notes)} note(s) on the runs used (left-out seeds or runs, divergence) are in the "
+                   "cell's results section.")
+    p = cell.power
+    floor = min(1.0, p.comparisons * p.min_wilcoxon_p) if p and p.min_wilcoxon_p is not None else None
+    if floor is not None and floor >= alpha:
+        out.append(f"Underpowered: with {len(cell.seeds)} paired seeds no pair can reach Holm-adjusted p < {alpha:g}"
+                   " (the smallest reachable is " + fmt_p(floor) + "), so shared letters here are no evidence of "
+                   "equality: add seeds.")
     return out
 
 
-MAX_PAIRS = 6  # significant pairs spelled out per endpoint in the summary; the tables hold the rest
+MAX_PAIRS = 6  # significant pairs spelled out per endpoint; the tables hold the rest
 
 
 def pair_sentences(cell: CellResult, alpha: float) -> list[str]:
@@ -482,7 +521,8 @@ class Report:
 
 def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: pd.DataFrame
                   ) -> tuple[list[dict], list[pd.DataFrame]]:
-    """(one template dict per cell: title, result, headline, figures, signal rows; each cell's run outcomes)."""
+    """(one template dict per cell: title, result, league table, design notes, figures, signal rows; each cell's
+    run outcomes)."""
     alpha, threshold = results.alpha, results.threshold
     cells, finals = [], []
     for cell in results.cells:
@@ -493,9 +533,8 @@ def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: 
         cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
         rmst = {a.initializer: a.rmst for a in cell.arms}
         figures = {
+            "overview": figure_uri(plots.cell_overview(cell_tidy, cell, outcomes, present)),
             "curves": figure_uri(plots.learning_curves(cell_tidy, present, threshold)),
-            "final": figure_uri(plots.final_accuracy(outcomes, present)),
-            "km": figure_uri(plots.kaplan_meier(cell, outcomes)),
             "matrix_final": None, "matrix_ett": None,  # pairwise matrices need two arms
             "cd": None,  # mean ranks need every arm on every seed: paired cells with three or more arms
             "signal": None,  # runs recorded without diagnostics (imported or older) have no signal figure
@@ -509,16 +548,31 @@ def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: 
                                                                   alpha, len(cell.seeds)))
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
-        cells.append({"title": _cell_title(cell), "result": cell, "headline": headline(cell, alpha),
+        cells.append({"title": _cell_title(cell), "result": cell, "league": league(cell, alpha),
+                      "design_notes": design_notes(cell, alpha), "omnibus": omnibus_line(cell),
                       "figures": figures, "rmst": rmst,
                       "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
     return cells, finals
 
 
-def shared_context(results: Results, verdicts: tuple[ClaimVerdict, ...], cells: list[dict]) -> dict:
+def summary_figure(cells: list[dict], order: list[str]) -> str:
+    """Page 1's figure: every cell's league rows as one forest plot."""
+    rows = [{"cell": c["title"], "initializer": r["arm"].initializer, "acc": r["arm"].final_acc_mean,
+             "acc_ci": r["acc_ci"], "rmst": r["arm"].rmst, "rmst_ci": r["arm"].rmst_ci}
+            for c in cells for r in c["league"]]
+    # best first: by mean final accuracy over the cells where the arm has one, arms without one last
+    def mean_acc(init):
+        accs = [r["acc"] for r in rows if r["initializer"] == init and r["acc"] is not None]
+        return (not accs, -sum(accs) / len(accs) if accs else 0.0, order.index(init) if init in order else len(order))
+    shown = sorted({r["initializer"] for r in rows}, key=mean_acc)
+    return figure_uri(plots.summary_forest(rows, [c["title"] for c in cells], shown))
+
+
+def shared_context(results: Results, verdicts: tuple[ClaimVerdict, ...], cells: list[dict],
+                   order: list[str]) -> dict:
     """The context keys a trained and an imported study's reports fill alike."""
     return {
-        "cells": cells, "claims": claim_rows(verdicts),
+        "cells": cells, "claims": claim_rows(verdicts), "summary_figure": summary_figure(cells, order),
         "claim_counts": {k: sum(v.verdict == k for v in verdicts) for k in VERDICT_MARK},
         "alpha": results.alpha, "power": power_rows(results), "factorial": results.factorial,
         "mde": [{"title": _cell_title(c), **c.power.to_dict()} for c in results.cells if c.power],
@@ -550,7 +604,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
     runs, statuses, devices, invalid, run_versions = runs_table(specs, store)
     blob = json.dumps(study_dict(study), sort_keys=True, default=str)
     context = {
-        **shared_context(results, verdicts, cells),
+        **shared_context(results, verdicts, cells, order),
         "study": study, "methods": methods(study), "imported": None, "target_effect": study.target_effect,
         "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
         "statuses": statuses, "devices": devices, "runs": runs,
@@ -776,7 +830,7 @@ def build_logs_report(a: Analysis, command: str | None = None) -> Report:
     runs = imported_runs(a.tidy, a.factors)
     source = p.get("source") or "a data frame"
     context = {
-        **shared_context(a.results, a.verdicts, cells),
+        **shared_context(a.results, a.verdicts, cells, list(a.order)),
         "study": {"name": a.name, "source": source, "target_effect": a.settings.target_effect,
                   "description": f"Training logs read from {source}" if p else "Training logs from a data frame"},
         "methods": {"threshold": a.results.threshold, "alpha": a.results.alpha,

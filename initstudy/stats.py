@@ -187,7 +187,7 @@ def logrank(time, event, group, strata=None) -> TestResult:
     labels = np.unique(group)
     k = len(labels)
     if event.sum() == 0:
-        return TestResult("logrank", None, k - 1, None, "no run reached the threshold")
+        return TestResult("logrank", statistic=None, df=k - 1, pvalue=None, note="no run reached the threshold")
     gi = np.searchsorted(labels, group)
     strata = np.zeros(len(time), int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
     o_minus_e, var = np.zeros(k), np.zeros((k, k))
@@ -205,9 +205,10 @@ def logrank(time, event, group, strata=None) -> TestResult:
     df = int(np.linalg.matrix_rank(var, tol=1e-10))
     note = "stratified by seed" if len(np.unique(strata)) > 1 else ""
     if df == 0:
-        return TestResult("logrank", 0.0, 0, None, (note + "; " if note else "") + "no information: events tie")
+        return TestResult("logrank", statistic=0.0, df=0, pvalue=None,
+                          note=(note + "; " if note else "") + "no information: events tie")
     stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
-    return TestResult("logrank", stat, df, float(stats.chi2.sf(stat, df)), note)
+    return TestResult("logrank", statistic=stat, df=df, pvalue=float(stats.chi2.sf(stat, df)), note=note)
 
 
 @dataclass(frozen=True)
@@ -306,11 +307,11 @@ def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
     arms = [g for g in dict.fromkeys(group) if g != reference]
     events = {g: int(event[group == g].sum()) for g in [reference, *arms]}
     if events[reference] == 0:
-        return [CoxResult(a, reference, None, (None, None), None, "reference never reached the threshold")
-                for a in arms]
+        return [CoxResult(initializer=a, reference=reference, hazard_ratio=None, ci=(None, None), pvalue=None,
+                          note="reference never reached the threshold") for a in arms]
     fit_arms = [a for a in arms if events[a] > 0]
-    out = {a: CoxResult(a, reference, None, (None, None), None, "never reached the threshold: not estimable")
-           for a in arms if events[a] == 0}
+    out = {a: CoxResult(initializer=a, reference=reference, hazard_ratio=None, ci=(None, None), pvalue=None,
+                        note="never reached the threshold: not estimable") for a in arms if events[a] == 0}
     keep = np.isin(group, [reference, *fit_arms])
     if fit_arms:
         x = np.column_stack([(group[keep] == a).astype(float) for a in fit_arms])
@@ -318,13 +319,14 @@ def cox(time, event, group, reference: str, strata=None) -> list[CoxResult]:
         for j, a in enumerate(fit_arms):
             b, se = float(fit.params[j]), float(fit.se[j])
             if fit.separated[j] or not (math.isfinite(b) and math.isfinite(se) and se > 0):
-                out[a] = CoxResult(a, reference, None, (None, None), None,
-                                   "separation: the partial likelihood has no finite maximum (hazard ratio "
+                out[a] = CoxResult(initializer=a, reference=reference, hazard_ratio=None, ci=(None, None), pvalue=None,
+                                   note="separation: the partial likelihood has no finite maximum (hazard ratio "
                                    + ("infinite)" if b > 0 else "zero)"))
                 continue
             # Wald interval and p as R's summary(coxph): exp(coef +- z se), 2 P(Z > |coef / se|).
-            out[a] = CoxResult(a, reference, math.exp(b), (math.exp(b - Z95 * se), math.exp(b + Z95 * se)),
-                               float(2 * stats.norm.sf(abs(b / se))))
+            out[a] = CoxResult(initializer=a, reference=reference, hazard_ratio=math.exp(b),
+                               ci=(math.exp(b - Z95 * se), math.exp(b + Z95 * se)),
+                               pvalue=float(2 * stats.norm.sf(abs(b / se))))
     return [out[a] for a in arms]
 
 
@@ -337,18 +339,18 @@ def cox_interaction(time, event, group, factor, strata=None) -> TestResult:
     main = [(group == g).astype(float) for g in g_levels[1:]] + [(factor == f).astype(float) for f in f_levels[1:]]
     inter = [(group == g) * (factor == f).astype(float) for g in g_levels[1:] for f in f_levels[1:]]
     if not main or not inter or event.sum() == 0:
-        return TestResult("cox_interaction_lr", None, None, None, "nothing to test")
+        return TestResult("cox_interaction_lr", statistic=None, df=None, pvalue=None, note="nothing to test")
     reduced = cox_fit(time, event, np.column_stack(main), strata)
     full = cox_fit(time, event, np.column_stack(main + inter), strata)
     stat = 2 * (full.llf - reduced.llf)
     if not (math.isfinite(stat) and stat >= -1e-8):
-        return TestResult("cox_interaction_lr", None, len(inter), None, "fit failed")
+        return TestResult("cox_interaction_lr", statistic=None, df=len(inter), pvalue=None, note="fit failed")
     # Without a finite maximum the LR statistic compares suprema (as R's anova(coxph) does): still valid
     # as a likelihood ratio, but its chi-square reference is rough.
     note = ("a fit is separated (some arm and level's events all come before or after the others'); read "
             "with care") if full.separated.any() or reduced.separated.any() else ""
-    return TestResult("cox_interaction_lr", max(stat, 0.0), len(inter), float(stats.chi2.sf(max(stat, 0.0), len(inter))),
-                      note)
+    return TestResult("cox_interaction_lr", statistic=max(stat, 0.0), df=len(inter),
+                      pvalue=float(stats.chi2.sf(max(stat, 0.0), len(inter))), note=note)
 
 
 def schoenfeld_events(hazard_ratio: float, alpha: float, power: float = POWER) -> float:
@@ -371,22 +373,24 @@ def mde_hazard_ratio(events: int, alpha: float, power: float = POWER) -> float |
 def friedman(matrix: np.ndarray) -> TestResult:
     """Friedman chi-square on a (seeds x initializers) matrix; needs >= 3 initializers."""
     if np.all(matrix == matrix[:, :1]):
-        return TestResult("friedman", 0.0, matrix.shape[1] - 1, 1.0, "all initializers tie within every seed")
+        return TestResult("friedman", statistic=0.0, df=matrix.shape[1] - 1, pvalue=1.0,
+                          note="all initializers tie within every seed")
     stat, p = stats.friedmanchisquare(*matrix.T)
-    return TestResult("friedman", float(stat), matrix.shape[1] - 1, float(p))
+    return TestResult("friedman", statistic=float(stat), df=matrix.shape[1] - 1, pvalue=float(p))
 
 
 def iman_davenport(fr: TestResult, n: int, k: int) -> TestResult:
     """Iman & Davenport's (1980) F form of Friedman's statistic: F = (n-1) chi2 / (n(k-1) - chi2),
     df (k-1, (k-1)(n-1)); less conservative than the chi-square approximation."""
     if fr.statistic is None:
-        return TestResult("iman_davenport", None, None, None)
+        return TestResult("iman_davenport", statistic=None, df=None, pvalue=None)
     df1, df2 = k - 1, (k - 1) * (n - 1)
     denom = n * (k - 1) - fr.statistic
     if denom <= 0:  # every block ranks the arms identically: F is infinite
-        return TestResult("iman_davenport", None, df1, 0.0, "perfect agreement across seeds", df2)
+        return TestResult("iman_davenport", statistic=None, df=df1, pvalue=0.0, note="perfect agreement across seeds",
+                          df2=df2)
     f = (n - 1) * fr.statistic / denom
-    return TestResult("iman_davenport", f, df1, float(stats.f.sf(f, df1, df2)), "", df2)
+    return TestResult("iman_davenport", statistic=f, df=df1, pvalue=float(stats.f.sf(f, df1, df2)), df2=df2)
 
 
 def rm_anova(matrix: np.ndarray) -> TestResult:
@@ -399,9 +403,9 @@ def rm_anova(matrix: np.ndarray) -> TestResult:
     ss_res = ((matrix - grand) ** 2).sum() - ss_arm - ss_seed
     df1, df2 = k - 1, (n - 1) * (k - 1)
     if ss_res <= 1e-15 * max(1.0, ss_arm):
-        return TestResult("rm_anova", None, df1, None, "no residual variance", df2)
+        return TestResult("rm_anova", statistic=None, df=df1, pvalue=None, note="no residual variance", df2=df2)
     f = (ss_arm / df1) / (ss_res / df2)
-    return TestResult("rm_anova", float(f), df1, float(stats.f.sf(f, df1, df2)), "", df2)
+    return TestResult("rm_anova", statistic=float(f), df=df1, pvalue=float(stats.f.sf(f, df1, df2)), df2=df2)
 
 
 def anova(groups: list[np.ndarray]) -> TestResult:
@@ -410,7 +414,7 @@ def anova(groups: list[np.ndarray]) -> TestResult:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # constant input: F undefined, reported as None
         res = stats.f_oneway(*groups)
-    return TestResult("anova", _num(res.statistic), k - 1, _num(res.pvalue), "", n - k)
+    return TestResult("anova", statistic=_num(res.statistic), df=k - 1, pvalue=_num(res.pvalue), df2=n - k)
 
 
 def welch_anova(groups: list[np.ndarray]) -> TestResult:
@@ -418,44 +422,46 @@ def welch_anova(groups: list[np.ndarray]) -> TestResult:
     from statsmodels.stats.oneway import anova_oneway
 
     if any(len(g) < 2 or np.var(g) == 0 for g in groups):
-        return TestResult("welch_anova", None, len(groups) - 1, None, "a group with fewer than 2 runs or no variance")
+        return TestResult("welch_anova", statistic=None, df=len(groups) - 1, pvalue=None,
+                          note="a group with fewer than 2 runs or no variance")
     res = anova_oneway(groups, use_var="unequal")
-    return TestResult("welch_anova", _num(res.statistic), float(res.df_num), _num(res.pvalue), "",
-                      float(res.df_denom))
+    return TestResult("welch_anova", statistic=_num(res.statistic), df=float(res.df_num), pvalue=_num(res.pvalue),
+                      df2=float(res.df_denom))
 
 
 def kruskal(groups: list[np.ndarray]) -> TestResult:
     allv = np.concatenate(groups)
     if np.all(allv == allv[0]):
-        return TestResult("kruskal", 0.0, len(groups) - 1, 1.0, "all values equal")
+        return TestResult("kruskal", statistic=0.0, df=len(groups) - 1, pvalue=1.0, note="all values equal")
     stat, p = stats.kruskal(*groups)
-    return TestResult("kruskal", float(stat), len(groups) - 1, float(p))
+    return TestResult("kruskal", statistic=float(stat), df=len(groups) - 1, pvalue=float(p))
 
 
 def cochran_q(matrix: np.ndarray) -> TestResult:
     """Cochran's Q on a (blocks x treatments) 0/1 matrix (Cochran 1950)."""
     k = matrix.shape[1]
     if np.all(matrix == matrix[:, :1]):
-        return TestResult("cochran_q", 0.0, k - 1, 1.0, "every seed has the same outcome in every arm")
+        return TestResult("cochran_q", statistic=0.0, df=k - 1, pvalue=1.0,
+                          note="every seed has the same outcome in every arm")
     from statsmodels.stats.contingency_tables import cochrans_q
 
     res = cochrans_q(matrix)
-    return TestResult("cochran_q", float(res.statistic), int(res.df), float(res.pvalue))
+    return TestResult("cochran_q", statistic=float(res.statistic), df=int(res.df), pvalue=float(res.pvalue))
 
 
 def proportions_test(counts: np.ndarray, totals: np.ndarray) -> TestResult:
     """Equal proportions across independent arms: Fisher's exact test for two arms, else the
     chi-square test of homogeneity."""
     if counts.sum() == 0 or counts.sum() == totals.sum():
-        return TestResult("fisher_exact" if len(counts) == 2 else "chi2", 0.0 if len(counts) > 2 else None,
-                          len(counts) - 1, 1.0, "the same outcome in every run")
+        return TestResult("fisher_exact" if len(counts) == 2 else "chi2", statistic=0.0 if len(counts) > 2 else None,
+                          df=len(counts) - 1, pvalue=1.0, note="the same outcome in every run")
     table = np.column_stack([counts, totals - counts])
     if len(counts) == 2:
         res = stats.fisher_exact(table)
-        return TestResult("fisher_exact", None, None, float(res.pvalue), "two-sided")
+        return TestResult("fisher_exact", statistic=None, df=None, pvalue=float(res.pvalue), note="two-sided")
     chi2, p, df, expected = stats.chi2_contingency(table, correction=False)
     note = "some expected counts below 5: approximate" if (expected < 5).any() else ""
-    return TestResult("chi2", float(chi2), int(df), float(p), note)
+    return TestResult("chi2", statistic=float(chi2), df=int(df), pvalue=float(p), note=note)
 
 
 def wilson(k: int, n: int) -> tuple[float | None, float | None]:
@@ -486,8 +492,9 @@ def two_way_anova(y: np.ndarray, a: np.ndarray, b: np.ndarray, block: np.ndarray
         table = sm.stats.anova_lm(smf.ols(formula, frame).fit(), typ=2)
     df_resid = float(table.loc["Residual", "df"])
     labels = {"C(a)": names[0], "C(b)": names[1], "C(a):C(b)": f"{names[0]}:{names[1]}"}
-    return tuple(TestResult(label, _num(table.loc[t, "F"]), float(table.loc[t, "df"]), _num(table.loc[t, "PR(>F)"]),
-                            "", df_resid) for t, label in labels.items() if t in table.index)
+    return tuple(TestResult(label, statistic=_num(table.loc[t, "F"]), df=float(table.loc[t, "df"]),
+                            pvalue=_num(table.loc[t, "PR(>F)"]), df2=df_resid)
+                 for t, label in labels.items() if t in table.index)
 
 
 # ---------------------------------------------------------------- accuracy: pairwise tests
@@ -635,11 +642,12 @@ def tukey_hsd(groups: dict[str, np.ndarray]) -> list[Comparison]:
         diff = float(x.mean() - y.mean())
         se = math.sqrt(mse / 2 * (1 / len(x) + 1 / len(y)))
         if not se > 0:
-            out.append(Comparison(a, b, diff, (None, None), None, df, 1.0 if diff == 0 else None))
+            out.append(Comparison(a=a, b=b, difference=diff, ci=(None, None), statistic=None, df=df,
+                                  pvalue=1.0 if diff == 0 else None))
             continue
         q = abs(diff) / se
-        out.append(Comparison(a, b, diff, (diff - q_crit * se, diff + q_crit * se), q, df,
-                              1.0 - studentized_range_cdf(q, k, df)))
+        out.append(Comparison(a=a, b=b, difference=diff, ci=(diff - q_crit * se, diff + q_crit * se), statistic=q,
+                              df=df, pvalue=1.0 - studentized_range_cdf(q, k, df)))
     return out
 
 
@@ -653,12 +661,14 @@ def games_howell(groups: dict[str, np.ndarray]) -> list[Comparison]:
         diff = float(np.mean(x) - np.mean(y))
         se = math.sqrt(va + vb) if len(x) > 1 and len(y) > 1 else float("nan")
         if not se > 0:
-            out.append(Comparison(a, b, diff, (None, None), None, None, 1.0 if diff == 0 else None))
+            out.append(Comparison(a=a, b=b, difference=diff, ci=(None, None), statistic=None, df=None,
+                                  pvalue=1.0 if diff == 0 else None))
             continue
         df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
         q = abs(diff) / se * math.sqrt(2)
         half = studentized_range_ppf(0.95, k, df) / math.sqrt(2) * se
-        out.append(Comparison(a, b, diff, (diff - half, diff + half), q, df, 1.0 - studentized_range_cdf(q, k, df)))
+        out.append(Comparison(a=a, b=b, difference=diff, ci=(diff - half, diff + half), statistic=q, df=df,
+                              pvalue=1.0 - studentized_range_cdf(q, k, df)))
     return out
 
 
@@ -735,12 +745,12 @@ def levene(groups: list[np.ndarray]) -> TestResult:
     """Brown-Forsythe (median-centred Levene) test of equal variances; R's car::leveneTest default."""
     groups = [g[np.isfinite(g)] for g in groups]
     if len(groups) < 2 or any(len(g) < 2 for g in groups) or all(np.all(g == g[0]) for g in groups):
-        return TestResult("levene", None, len(groups) - 1, None, "too few runs or no variance")
+        return TestResult("levene", statistic=None, df=len(groups) - 1, pvalue=None, note="too few runs or no variance")
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         res = stats.levene(*groups, center="median")
-    return TestResult("levene", _num(res.statistic), len(groups) - 1, _num(res.pvalue), "median-centred",
-                      sum(len(g) for g in groups) - len(groups))
+    return TestResult("levene", statistic=_num(res.statistic), df=len(groups) - 1, pvalue=_num(res.pvalue),
+                      note="median-centred", df2=sum(len(g) for g in groups) - len(groups))
 
 
 def _t_power(effect: float, n: float, alpha: float, paired: bool) -> float:

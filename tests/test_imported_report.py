@@ -11,7 +11,7 @@ import pytest
 
 from initstudy.cli import main
 
-from .test_report import Page
+from .test_report import Page, league_rows, page_one
 
 # Names, factor values and the file name carry markup that must reach the HTML escaped.
 HE, XAVIER, LECUN = "he <script>alert(1)</script>", "xavier & co", 'lecun "q"'
@@ -77,15 +77,18 @@ def test_every_section_a_trained_study_has_where_the_logs_allow(imported):
     for section in ("summary", "methods", "results", "cell-1", "why", "claims", "power", "power-mde",
                     "power-threats", "reproducibility"):
         assert section in page.ids
-    # curves, Kaplan-Meier, final accuracy, two pairwise matrices, critical difference: no signal figure
+    # summary, overview row; in the appendix curves, two pairwise matrices, critical difference: no signal figure
     assert len(page.imgs) == 6 and all(src.startswith("data:image/svg+xml;base64,") for src in page.imgs)
     why = " ".join(page.section_text["why"].split())
     assert "Left out: this section needs each run's per-layer signal statistics at initialization" in why
     assert "Signal propagation at initialization" not in html
-    summary = " ".join(page.section_text["summary"].split())
-    friedman = analyzed["cells"][0]["final_accuracy"]["omnibus"][0]
-    assert f"friedman: statistic = {friedman['statistic']:.2f}" in summary
-    assert "supported" in summary
+    # page one: the league table ranks the planted order, every pair apart (6 seeds, 3 pairs: Holm floor 0.094
+    # is above alpha, so the letters say "not shown to differ" and the design note says why)
+    head, _ = page_one(html)
+    rows = league_rows(head)[0]
+    assert [r[1] for r in rows] == ["he &lt;script&gt;alert(1)&lt;/script&gt;", "xavier &amp; co", "lecun &#34;q&#34;"]
+    assert [r[3] for r in rows] == ["a", "a", "a"] and "Underpowered: with 6 paired seeds" in head
+    assert '<table class="claims">' in head and "supported" in head.split('<table class="claims">')[1]
 
 
 def test_methods_say_where_the_logs_came_from_and_what_is_unknown(imported):
@@ -115,7 +118,7 @@ def test_pdf_has_the_sections(imported):
     _, out, _, _, _ = imported
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(out / "report.pdf").pages)
     for title in ("1. Summary", "2. Methods", "3. Results", "4. Why", "5. Claims", "6. Power and limits",
-                  "7. Reproducibility appendix", "Where the logs came from", "Left out"):
+                  "Appendix A. Every test", "Appendix B. Reproducibility", "Where the logs came from", "Left out"):
         assert title in text, title
 
 
@@ -247,3 +250,60 @@ def test_bench_logs_import_and_report(tmp_path):
     a = analyze_imported(tmp_path, "b", imported_settings(tmp_path, "b"))
     assert len(a.tidy) == 3 * 4 * 6 and a.results.cells[0].design == "paired"
     assert "Kaplan-Meier" in build_logs_report(a).html
+
+
+TWELVE = {name: 0.62 - 0.035 * k for k, name in enumerate(
+    ["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "lecun_normal", "orthogonal(gain=1.41)",
+     "normal(std=0.01)", "normal(std=0.05)", "uniform(a=0.1)", "zeros", "trunc_normal(std=0.02)", "lsuv"])}
+
+
+def overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of a drawn figure whose boxes overlap (by more than a pixel)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    hidden = set()  # tick labels outside an axis's view are laid out but not drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            hidden |= {id(t.label1) for t in axis.get_major_ticks() if not lo - 1e-9 <= t.get_loc() <= hi + 1e-9}
+    boxes = [(t.get_text(), t.get_window_extent(renderer).padded(-1))
+             for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+    return [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:] if box.overlaps(other)]
+
+
+def test_twelve_arms_figures_keep_every_label_apart_and_letters_separate_the_planted_groups():
+    from initstudy import plots
+    from initstudy.report import cell_sections, league, summary_figure
+    from initstudy.analysis import run_outcomes
+
+    frames = [planted_logs(TWELVE, seeds=12, epochs=6, seed=s).assign(model=m) for s, m in ((1, "plain"), (2, "res"))]
+    a = initstudy_frame(pd.concat(frames))
+    cell = a.results.cells[0]
+    assert len(a.results.cells) == 2 and len(cell.arms) == 12
+    tidy = a.tidy[a.tidy["model"] == "plain"]
+    outcomes = run_outcomes(tidy, cell.threshold, cell.budget_epochs)
+    order = list(a.order)
+    figures = {"overview": plots.cell_overview(tidy, cell, outcomes, order),
+               "curves": plots.learning_curves(tidy, order, cell.threshold),
+               "summary": plots.summary_forest([{"cell": "plain", "initializer": x.initializer,
+                                                 "acc": x.final_acc_mean, "acc_ci": (None, None), "rmst": x.rmst,
+                                                 "rmst_ci": x.rmst_ci} for x in cell.arms], ["plain"], order)}
+    for name, fig in figures.items():
+        assert overlapping_texts(fig) == [], name
+    # 12 paired seeds: Holm's floor 66 * 2 / 2^12 = 0.032 < alpha, so the league table can separate arms
+    rows = league(cell, a.results.alpha)
+    letters = [r["letters"] for r in rows]
+    assert letters[0].startswith("a") and len(set("".join(letters))) >= 3
+    assert not set(letters[0]) & set(letters[-1])  # the fastest and slowest planted arms differ
+    cells, _ = cell_sections(a.results, a.tidy, order, pd.DataFrame())
+    assert summary_figure(cells, order).startswith("data:image/svg+xml;base64,")
+
+
+def initstudy_frame(df):
+    import initstudy
+
+    return initstudy.analyze_frame(df, threshold=0.8)

@@ -62,6 +62,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_ships_the_report_template_and_the_preset_studies(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "initstudy/templates/report.html.j2" in names
+    assert "initstudy/schemas/results.schema.json" in names
     presets = {p.name for p in (ROOT / "initstudy" / "studies").glob("*.yaml")}
     assert presets and {f"initstudy/studies/{p}" for p in presets} <= names
     assert (ROOT / "templates" / "report.html.j2").read_bytes() == \

@@ -24,7 +24,7 @@ CLAIMS = [
      "direction": "not_worse", "margin": 0.02, "where": {"activation": "tanh"}},
 ]
 SECTIONS = ["contents", "summary", "methods", "results", "cell-1", "why", "claims", "power", "power-mde",
-            "power-threats", "reproducibility"]
+            "power-threats", "details", "details-1", "reproducibility"]
 
 
 class Page(HTMLParser):
@@ -85,13 +85,15 @@ def test_every_section_and_a_numbered_caption_for_every_figure_and_table(report)
         assert numbers == list(range(1, len(numbers) + 1)) and numbers, kind
     assert len(re.findall(r"<strong>Figure \d+\.</strong>", html)) == len(page.imgs)
     # The table of contents links to every section.
-    assert {"#" + s for s in ("summary", "methods", "results", "why", "claims", "power", "reproducibility")} <= \
+    assert {"#" + s for s in ("summary", "methods", "results", "why", "claims", "power", "details",
+                              "reproducibility")} <= \
         {a.get("href") for a in page.links}
 
 
 def test_every_figure_is_a_real_image(report):
     _, _, _, page, _ = report
-    # curves, Kaplan-Meier, final accuracy, two pairwise matrices, critical difference, signal propagation
+    # summary, the cell's overview row; in the appendix curves with loss, two pairwise matrices, critical difference;
+    # signal propagation
     assert len(page.imgs) == 7
     for src in page.imgs:
         assert src.startswith("data:image/svg+xml;base64,")
@@ -104,25 +106,52 @@ def test_no_empty_tables(report):
     assert len(page.tables) >= 12 and all(n > 0 for n in page.tables)
 
 
-def test_summary_numbers_equal_results_json(report):
-    _, results, _, page, _ = report
-    summary = " ".join(page.section_text["summary"].split())
-    cell = results["cells"][0]
-    for arm in cell["arms"]:
-        if arm["median_epochs"] is not None:
-            assert f"{arm['initializer']} {arm['median_epochs']:g}" in summary
-    lr = cell["epochs_to_threshold"]["omnibus"][0]
-    if lr["pvalue"] is not None:
-        assert f"chi2 = {lr['statistic']:.2f}, df = {lr['df']:g}" in summary
-    fr = cell["final_accuracy"]["omnibus"][0]
-    assert f"{fr['test']}: statistic = {fr['statistic']:.2f}" in summary
-    primary = "wilcoxon" if cell["design"] == "paired" else "mannwhitney"
-    pairs = [p for p in cell["final_accuracy"]["pairwise"] if p["test"] == primary]
-    sig = sum(p["pvalue_holm"] is not None and p["pvalue_holm"] < results["alpha"] for p in pairs)
-    assert f"{sig} of {len(pairs)} pairwise final-accuracy comparisons" in summary
-    # Claims: the verdicts in the summary are those in results.json, in order.
-    shown = re.findall(r"[✔✘?–] (supported|contradicted|inconclusive|not tested): ", summary)
+def page_one(html: str) -> tuple[str, Page]:
+    """The HTML before the Methods heading (what a reviewer reads first), parsed."""
+    head = html.split('<h2 id="methods"')[0]
+    page = Page()
+    page.feed(head)
+    return head, page
+
+
+def league_rows(head: str) -> list[list[list[str]]]:
+    """Per league table: its body rows as lists of cell texts."""
+    tables = re.findall(r'<table class="league">(.*?)</table>', head, re.S)
+    return [[[re.sub(r"<[^>]+>", "", td).strip() for td in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+             for tr in re.findall(r"<tr>(.*?)</tr>", t.split("<tbody>")[1], re.S)] for t in tables]
+
+
+def test_page_one_has_the_summary_figure_a_league_table_per_cell_and_the_verdicts(report):
+    from initstudy.report import compact_letters
+
+    html, results, _, _, _ = report
+    head, page = page_one(html)
+    assert 'alt="Figure 1: Final accuracy and time to threshold per initializer' in head
+    assert page.imgs and page.imgs[0].startswith("data:image/svg+xml;base64,")
+    leagues = league_rows(head)
+    assert len(leagues) == len(results["cells"]) >= 1
+    for rows, cell in zip(leagues, results["cells"]):
+        arms = {a["initializer"]: a for a in cell["arms"]}
+        means = [arms[r[1]]["final_acc_mean"] for r in rows]
+        assert sorted(arms) == sorted(r[1] for r in rows) and means == sorted(means, reverse=True)
+        for rank, name, acc, letters, rmst, *_ in rows:
+            a = arms[name]
+            assert acc.startswith(f"{a['final_acc_mean']:.3f}") and rmst.startswith(f"{a['rmst']:.2f}")
+        primary = "wilcoxon" if cell["design"] == "paired" else "mannwhitney"
+        differ = {frozenset((p["a"], p["b"])) for p in cell["final_accuracy"]["pairwise"]
+                  if p["test"] == primary and p["pvalue_holm"] is not None and p["pvalue_holm"] < results["alpha"]}
+        assert [r[3] for r in rows] == list(compact_letters([r[1] for r in rows], differ).values())
+        assert all(re.fullmatch("[a-z]+", r[3]) for r in rows)
+        lr = cell["epochs_to_threshold"]["omnibus"][0]  # whether the arms differ at all, in the caption
+        if lr["pvalue"] is not None:
+            assert ("log-rank " + (f"p = {lr['pvalue']:.3f}" if lr["pvalue"] >= 0.001 else "p &lt; 0.001")) in head
+    # the claims table, verdicts in results.json's order; no Holm p-value sentences on page one
+    table = re.search(r'<table class="claims">(.*?)</table>', head, re.S).group(1)
+    shown = re.findall(r"[✔✘?–] (supported|contradicted|inconclusive|not tested)</span>", table)
     assert shown == [c["verdict"] for c in results["claims"]]
+    text = " ".join(page.section_text["summary"].split())
+    assert "Holm-adjusted p =" not in text and "pairwise final-accuracy comparisons are significant" not in text
+    assert "Underpowered: with 3 paired seeds" in text  # the one design note this cell needs
 
 
 def test_claims_in_results_json_and_report(report):
@@ -168,13 +197,14 @@ def test_pdf_has_pages_numbers_and_the_sections(report):
     pypdf = pytest.importorskip("pypdf")
     _, _, out, _, _ = report
     pdf = pypdf.PdfReader(out / "report.pdf")
-    assert len(pdf.pages) >= 6
+    assert 6 <= len(pdf.pages) < 15  # the issue's bound for the default study's report
     text = "\n".join(p.extract_text() for p in pdf.pages)
     for title in ("1. Summary", "2. Methods", "3. Results", "4. Why", "5. Claims", "6. Power and limits",
-                  "7. Reproducibility appendix", "Figure 1.", "Table 1."):
+                  "Appendix A. Every test", "Appendix B. Reproducibility", "Figure 1.", "Table 1."):
         assert title in text, title
     assert f"page 1 of {len(pdf.pages)}" in text
-    assert pdf.pages[0].extract_text().count("Summary") >= 1
+    first = pdf.pages[0].extract_text()
+    assert "Summary" in first and "Figure 1." in first and "League table" in first
 
 
 def test_pdf_without_system_libraries_is_one_line_and_writes_nothing(trained, tmp_path, monkeypatch, capsys):
@@ -205,6 +235,9 @@ def test_power_section_shows_the_analysis_minimum_detectable_effects(report):
         p = cell["power"]
         assert f"{p['mde_standardized']:.2f}" in power and str(p["seeds_needed"]) in power
         assert ("yes: " + p["reasons"][0]) in power if p["underpowered"] else "no" in power
+    # every-pair tables and assumption checks are in the appendix, not the body
     results_text = " ".join(page.section_text["results"].split())
+    details = " ".join(page.section_text["details"].split())
     for name in ("pairwise paired t", "effect sizes per pair", "assumption checks", "Best accuracy", "Divergence"):
-        assert name in results_text
+        assert name in details and name not in results_text
+    assert "Outcomes and divergence per initializer" in results_text and "Overview," in results_text
