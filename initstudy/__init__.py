@@ -27,10 +27,10 @@ def analyze_frame(df, threshold: float = 0.9, alpha: float = 0.05, claims: list[
     val_acc; optional run, val_loss, train_loss, diverged, factor columns), as `initstudy import` checks it.
 
     The arguments are the settings-file keys (`claims`: a list of dicts as in a study file's `claims:`).
-    Returns a frozen `initstudy.report.Analysis`: `.to_dict()` is results.json, `.to_frame(kind)` (or
+    Returns a frozen `initstudy.pipeline.Analysis`: `.to_dict()` is results.json, `.to_frame(kind)` (or
     `.arms`, `.pairwise`, `.omnibus`, `.claims`) pandas tables. Bad input raises a ValueError subclass.
     """
-    from .report import analyze_dataframe
+    from .pipeline import analyze_dataframe
 
     raw = {"threshold": threshold, "alpha": alpha, "claims": claims, "budget_epochs": budget_epochs,
            "factors": factors, "order": order, "reference": reference, "target_effect": target_effect,

@@ -164,7 +164,8 @@ def import_seconds(tmp: Path) -> dict:
 def imported_report_seconds(tmp: Path) -> float:
     """Seconds of `initstudy report` (HTML) on an import of 1,000 runs x 50 epochs: analysis and report."""
     from .importing import import_logs
-    from .report import analyze_imported, build_logs_report, imported_settings
+    from .pipeline import analyze_imported, imported_settings
+    from .report import build_logs_report
 
     import_logs(synthetic_logs(tmp / "logs.csv"), tmp, "bench-imported")
     start = time.perf_counter()
@@ -284,7 +285,8 @@ def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: st
 
 def run_bench(progress=None) -> dict:
     """All figures of `initstudy bench`; `progress(text)` is called before each step."""
-    from .report import analyze_study, build_report, write_pdf
+    from .pipeline import analyze_study
+    from .report import build_report, write_pdf
 
     say = progress or (lambda text: None)
     study = load_study("default", REFERENCE)

@@ -386,7 +386,7 @@ def _imported_analysis(args):
     """The Analysis of an imported study under its stored settings, `--settings` and (analyze) --threshold/--alpha."""
     from dataclasses import replace
 
-    from .report import analyze_imported, imported_settings
+    from .pipeline import analyze_imported, imported_settings
 
     settings = imported_settings(args.runs_dir, args.study, args.settings)
     given = {k: v for k in ("threshold", "alpha") if (v := getattr(args, k, None)) is not None}
@@ -427,7 +427,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_import(args) -> int:
     from .importing import import_logs, parse_map
-    from .report import import_settings
+    from .pipeline import import_settings
 
     steps = args.steps_per_epoch
     if steps is not None:
@@ -451,7 +451,7 @@ def _cmd_analyze(args) -> int:
 
     from .config import load_study
     from .importing import is_imported
-    from .report import analyze_study
+    from .pipeline import analyze_study
     from .store import write_json
 
     for name, value in (("threshold", args.threshold), ("alpha", args.alpha)):
@@ -498,6 +498,7 @@ def _cmd_inspect(args) -> int:
     from .config import MAX_SEED, expand, load_study
     from .data import load_dataset
     from .diagnostics import layer_diagnostics
+    from .models import MODELS
     from .training import build_run
 
     if not 0 <= args.seed <= MAX_SEED:
@@ -507,7 +508,10 @@ def _cmd_inspect(args) -> int:
     init = args.init if args.init.lstrip().startswith("{") else json.dumps(args.init)
     overrides = [f"dataset={json.dumps(args.dataset)}", f"models=[{json.dumps(args.model)}]",
                  f"activations=[{json.dumps(args.activation)}]", f"initializers=[{init}]", f"seeds=[{args.seed}]"]
-    overrides += [f"{k}={v}" for k, v in (("depth", args.depth), ("width", args.width)) if v is not None]
+    # Without --depth / --width a built-in model gets its own defaults (resnet: depth 8), not the study's.
+    own = MODELS[args.model].params if args.model in MODELS else {}
+    overrides += [f"{k}={v if v is not None else own[k]}" for k, v in (("depth", args.depth), ("width", args.width))
+                  if v is not None or k in own]
     if args.bn is not None:
         overrides.append(f"bn={'true' if args.bn == 'on' else 'false'}")
     if args.data_dir:

@@ -410,7 +410,7 @@ def critical_difference(ranks: dict[str, float], pairwise, alpha: float, n_block
     k = len(order)
     ranked = sorted(order, key=lambda a: ranks[a])
     half = (k + 1) // 2
-    fig = Figure(figsize=(7, 1.4 + 0.28 * half + 0.2 * k), layout="constrained")
+    fig = Figure(figsize=(7, 0.9 + 0.28 * half + 0.2 * k), layout="constrained")
     ax = fig.subplots()
     ax.set_xlim(0.5, k + 0.5)
     ax.hlines(0, 1, k, color="black", linewidth=1)

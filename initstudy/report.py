@@ -1,4 +1,4 @@
-"""The report: analyse a study's runs, build one context dict, render it once with autoescaping Jinja2.
+"""The report: build one context dict from a study's analysis, render it once with autoescaping Jinja2.
 
 `build_report` returns a `Report` (results, claim verdicts, HTML text, the tidy
 CSV); `write_report` puts `report.html`, `results.json` and `tidy.csv` in
@@ -6,15 +6,15 @@ CSV); `write_report` puts `report.html`, `results.json` and `tidy.csv` in
 WeasyPrint from the same HTML. Figures are inlined as SVG data URIs and the CSV
 as a data: link, so the HTML file stands alone.
 
-Imported logs (and data frames from a notebook) go through `analyze_logs`, which gives an `Analysis`;
-`write_logs_report` renders it with the same cell sections, leaving out what the logs cannot hold
-(initialization diagnostics) and stating what they do not record.
+Rendering only: the runs, logs and data frames are analysed in `pipeline` (`analyze_study`, and for
+imported logs and notebooks `analyze_logs`, which gives an `Analysis`); `write_logs_report` renders an
+Analysis with the same cell sections, leaving out what the logs cannot hold (initialization diagnostics)
+and stating what they do not record.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as _dt
 import hashlib
 import importlib
@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,15 +34,15 @@ from scipy import stats as scipy_stats
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
-from .analysis import DIVERGED_SCORE, TIDY_COLUMNS, CellResult, Results, analyze, run_outcomes
+from .analysis import DIVERGED_SCORE, CellResult, Results, run_outcomes
 from .claims import ClaimVerdict, CellVerdict, evaluate_claims
-from .config import Settings, Study, check_settings, expand, load_settings, model_params_for, settings_from_dict
+from .config import Study, expand, model_params_for
 from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
-from .errors import InitStudyError, ReportError, StoreError
-from .importing import IMPORTED, load_imported
+from .errors import ReportError
 from .initializers import INITIALIZERS, bias_policy, resolve_gain
 from .models import MODELS
-from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, tidy_frame, write_json
+from .pipeline import Analysis, analyze_study, in_cell
+from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, write_json
 from .sweep import study_dict
 
 
@@ -258,20 +257,6 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def analyze_study(study: Study, runs_dir: str | Path) -> tuple[Results, pd.DataFrame, list[str], list[str]]:
-    """(results, tidy frame, factor columns, missing run ids) for a study's finished runs."""
-    store = RunStore(runs_dir, study.name)
-    specs = expand(study)
-    tidy, factor_columns, missing = tidy_frame(specs, store)
-    if tidy.empty:
-        raise StoreError(f"no finished runs of study {study.name!r} in {store.root}; run "
-                         f"`initstudy train --study {study.source}` first (with the same --set options)")
-    order = [i.label for i in study.initializers]
-    results = analyze(tidy, factor_columns, study.threshold, study.epochs, study.alpha, study.name, order,
-                      study.reference, study.target_effect)
-    return results, tidy, factor_columns, missing
-
-
 def render(context: dict, folder: Path | None = None) -> str:
     folder = folder or templates_dir()
     if not (folder / "report.html.j2").is_file():
@@ -285,13 +270,6 @@ def render(context: dict, folder: Path | None = None) -> str:
     env.filters["cell"] = table_cell
     env.filters["header"] = lambda key: HEADERS.get(key, key.replace("_", " "))
     return env.get_template("report.html.j2").render(**context)
-
-
-def _in_cell(df: pd.DataFrame, factors: dict) -> pd.DataFrame:
-    mask = pd.Series(True, index=df.index)
-    for k, v in factors.items():
-        mask &= df[k] == v
-    return df[mask]
 
 
 def signal_rows(diag: pd.DataFrame, cell: CellResult) -> list[dict]:
@@ -502,6 +480,33 @@ def runs_table(specs, store: RunStore) -> tuple[list[dict], dict[str, int], dict
     return rows, statuses, devices, invalid, versions
 
 
+def run_groups(runs: list[dict]) -> list[dict]:
+    """The run list compacted to one row per cell and initializer: status counts, median seconds, versions, and
+    each run's seed and id by seed, with a `flag` when it is not done or another initstudy version trained it
+    than most runs."""
+    groups: dict[tuple, list[dict]] = {}
+    versions: dict[str, int] = {}
+    for r in runs:
+        groups.setdefault((r["cell"], r["initializer"]), []).append(r)
+        if r["version"]:
+            versions[r["version"]] = versions.get(r["version"], 0) + 1
+    common = max(versions, key=versions.get) if versions else None
+    out = []
+    for (cell, init), rows in groups.items():
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        seconds = [r["seconds"] for r in rows if r["seconds"] is not None]
+        out.append({"cell": cell, "initializer": init, "statuses": counts,
+                    "seconds": float(pd.Series(seconds).median()) if seconds else None,
+                    "versions": sorted({r["version"] for r in rows if r["version"]}),
+                    "runs": [{**r, "flag": ", ".join(
+                        ([r["status"]] if r["status"] != "done" else [])
+                        + ([f"initstudy {r['version']}"] if r["version"] and r["version"] != common else []))}
+                        for r in sorted(rows, key=lambda r: r["seed"])]})
+    return out
+
+
 def csv_uri(text: str) -> str:
     return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
 
@@ -526,11 +531,11 @@ def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: 
     alpha, threshold = results.alpha, results.threshold
     cells, finals = [], []
     for cell in results.cells:
-        cell_tidy = _in_cell(tidy, cell.factors)
+        cell_tidy = in_cell(tidy, cell.factors)
         outcomes = run_outcomes(cell_tidy, threshold, cell.budget_epochs)
         finals.append(outcomes)
         present = [i for i in order if i in set(cell_tidy["initializer"])]
-        cell_diag = _in_cell(diag, cell.factors) if not diag.empty else diag
+        cell_diag = in_cell(diag, cell.factors) if not diag.empty else diag
         rmst = {a.initializer: a.rmst for a in cell.arms}
         figures = {
             "overview": figure_uri(plots.cell_overview(cell_tidy, cell, outcomes, present)),
@@ -548,7 +553,11 @@ def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: 
                                                                   alpha, len(cell.seeds)))
         if not cell_diag.empty:
             figures["signal"] = figure_uri(plots.signal_propagation(cell_diag, present))
+        pair_checks = {(pr.a, pr.b): ch for pr in cell.final_primary for ch in cell.final_checks
+                       if ch.target.endswith(f" differences {pr.a} - {pr.b}")}  # paired: one check per pair
         cells.append({"title": _cell_title(cell), "result": cell, "league": league(cell, alpha),
+                      "pair_checks": pair_checks,
+                      "other_checks": [ch for ch in cell.final_checks if ch not in pair_checks.values()],
                       "design_notes": design_notes(cell, alpha), "omnibus": omnibus_line(cell),
                       "figures": figures, "rmst": rmst,
                       "signal": signal_rows(cell_diag, cell) if not cell_diag.empty else []})
@@ -607,7 +616,7 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
         **shared_context(results, verdicts, cells, order),
         "study": study, "methods": methods(study), "imported": None, "target_effect": study.target_effect,
         "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
-        "statuses": statuses, "devices": devices, "runs": runs,
+        "statuses": statuses, "devices": devices, "runs": runs, "run_groups": run_groups(runs),
         "threats": threats(study, results, len(missing), invalid, run_versions), "run_versions": run_versions,
         "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
         "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
@@ -616,150 +625,6 @@ def build_report(study: Study, runs_dir: str | Path, command: str | None = None)
 
 
 # ---------------------------------------------------------------- imported logs and data frames
-
-@dataclass(frozen=True, eq=False)
-class Analysis:
-    """The analysis of logs (imported, or a data frame from a notebook): results, claim verdicts, and what the
-    report needs to draw them. `tidy`: one row per run and epoch, initializers by their labels."""
-    name: str
-    results: Results
-    verdicts: tuple[ClaimVerdict, ...]  # one per claim of the settings
-    tidy: pd.DataFrame
-    factors: tuple[str, ...]  # the cell factors analysed
-    order: tuple[str, ...]  # initializer labels in report order
-    settings: Settings
-    provenance: dict  # where the logs came from (empty for a data frame)
-
-    def to_dict(self) -> dict:
-        """The content of results.json (as `initstudy analyze` and the report write it)."""
-        d = {**self.results.to_dict(), "claims": [v.to_dict() for v in self.verdicts]}
-        if self.provenance:
-            d["source"] = {k: v for k, v in self.provenance.items() if k != "files"}
-        return d
-
-    def to_frame(self, kind: str) -> pd.DataFrame:
-        """"arms", "pairwise", "omnibus" (see `Results.to_frame`), or "claims": one row per claim and cell."""
-        if kind != "claims":
-            return self.results.to_frame(kind)
-        rows = []
-        for v in self.verdicts:
-            base = {"claim": v.claim.text, "a": v.claim.a, "b": v.claim.b, "endpoint": v.claim.endpoint,
-                    "direction": v.claim.direction, "verdict": v.verdict, "reason": v.reason}
-            for cv in v.cells or (None,):
-                rows.append({**base, **({} if cv is None else {
-                    **cv.factors, "cell_verdict": cv.verdict, "test": cv.test, "statistic": cv.statistic,
-                    "pvalue": cv.pvalue_raw, "pvalue_holm": cv.pvalue, "effect": cv.effect_name,
-                    "effect_value": cv.effect, "effect_ci_low": cv.ci[0], "effect_ci_high": cv.ci[1]})})
-        return pd.DataFrame(rows)
-
-    arms = property(lambda self: self.to_frame("arms"))
-    pairwise = property(lambda self: self.to_frame("pairwise"))
-    omnibus = property(lambda self: self.to_frame("omnibus"))
-    claims = property(lambda self: self.to_frame("claims"))
-
-
-def analyze_logs(tidy: pd.DataFrame, factors: list[str], budget: int, settings: Settings, name: str,
-                 provenance: dict | None = None) -> Analysis:
-    """Analyse checked logs (`tidy` as `importing.read_tidy_csv` returns it, `factors` its factor columns) under
-    `settings`, which are checked against the logs first (StudyError when they name what the logs lack)."""
-    logged = sorted(tidy["initializer"].unique())
-    settings = check_settings(settings, logged, list(factors), int(tidy["epoch"].max()))
-    tidy = tidy.assign(initializer=tidy["initializer"].map(settings.label))
-    shown = [settings.label(i) for i in logged]
-    order = list(settings.order or ()) + sorted(x for x in shown if x not in (settings.order or ()))
-    cell_factors = list(settings.factors) if settings.factors is not None else list(factors)
-    budget = settings.budget_epochs or budget
-    results = analyze(tidy, cell_factors, settings.threshold, budget, settings.alpha, name, order,
-                      settings.reference, settings.target_effect, settings.design)
-    finals = [run_outcomes(_in_cell(tidy, c.factors), settings.threshold, budget) for c in results.cells]
-    verdicts = evaluate_claims(settings.claims, results, finals)
-    keep = [c for c in tidy.columns if c in TIDY_COLUMNS or c in cell_factors]
-    return Analysis(name, results, verdicts, tidy[keep], tuple(cell_factors), tuple(order), settings,
-                    dict(provenance or {}))
-
-
-SETTINGS_FILE = "settings.yaml"  # an import's stored analysis settings, beside imported.csv
-
-
-def imported_settings(runs_dir: str | Path, study: str, path: str | Path | None = None) -> Settings:
-    """The settings stored with an import, the keys of `path` (a settings file) replacing theirs."""
-    stored = RunStore(runs_dir, study).root / SETTINGS_FILE
-    return load_settings(stored if stored.is_file() else None, path)
-
-
-@contextlib.contextmanager
-def import_settings(runs_dir: str | Path, study: str, path: str | Path | None):
-    """Around an import: the settings file is read first, then checked against the new logs and stored with
-    them (None: an earlier import's settings are removed). Settings that do not fit the logs undo the import,
-    an earlier import under the name coming back as it was."""
-    root = RunStore(runs_dir, study).root
-    settings = load_settings(path) if path is not None else None
-    names = (IMPORTED, "import.json", SETTINGS_FILE)
-    saved = {}
-    if settings is not None:
-        for name in names:
-            if (root / name).is_file():
-                saved[name] = root / f".{name}.before"
-                shutil.copy2(root / name, saved[name])
-    imported = False
-    try:
-        yield
-        imported = True
-        if settings is not None:
-            analyze_imported(runs_dir, study, settings, check_only=True)
-    except InitStudyError as exc:
-        if imported:
-            for name in names:
-                (root / name).unlink(missing_ok=True)
-            for name, copy in saved.items():
-                copy.replace(root / name)
-            if root.is_dir() and not any(root.iterdir()):
-                root.rmdir()
-            kept = "; the earlier import is kept as it was" if saved else ""
-            raise type(exc)(f"{exc} (nothing was imported{kept})") from None
-        raise
-    finally:
-        for copy in saved.values():
-            copy.unlink(missing_ok=True)
-    if settings is None:
-        (root / SETTINGS_FILE).unlink(missing_ok=True)
-    else:
-        tmp = root / f".{SETTINGS_FILE}.tmp"
-        tmp.write_text(Path(path).read_text())
-        tmp.replace(root / SETTINGS_FILE)
-
-
-def _import_meta(runs_dir: str | Path, study: str) -> dict:
-    try:
-        from .importing import load_import_meta
-    except ImportError:  # older importers: import.json read directly
-        path = RunStore(runs_dir, study).root / "import.json"
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-    return load_import_meta(runs_dir, study)
-
-
-def analyze_imported(runs_dir: str | Path, study: str, settings: Settings, check_only: bool = False
-                     ) -> Analysis | None:
-    """The Analysis of an imported study under `settings` (None when `check_only`: the settings fit)."""
-    imported = load_imported(runs_dir, study)
-    if imported is None:
-        raise StoreError(f"{runs_dir}/{study} holds no imported logs; run `initstudy import FILE --study {study}` "
-                         "first")
-    tidy, factors, budget = imported
-    if check_only:
-        check_settings(settings, sorted(tidy["initializer"].unique()), list(factors), int(tidy["epoch"].max()))
-        return None
-    meta = _import_meta(runs_dir, study)
-    provenance = dict(meta.get("provenance") or {})
-    provenance.setdefault("source", meta.get("source", "unknown"))
-    provenance.setdefault("imported_at", meta.get("imported_at"))
-    if settings.source and settings.source != "settings":
-        provenance["settings"] = settings.source
-    return analyze_logs(tidy, factors, budget, settings, study, provenance)
-
 
 UNKNOWN = ("the data set and its split", "the model and its size", "the optimizer, learning rate and schedule",
            "the batch size", "how the initial weights were drawn beyond the initializer's name",
@@ -919,27 +784,3 @@ def write_logs_report(a: Analysis, out: str | Path, command: str | None = None,
         weasyprint()
     report = build_logs_report(a, command)
     return write_files(report, Path(out), pdf, a.to_dict()), report
-
-
-def results_json(results: Results) -> str:
-    return json.dumps(results.to_dict(), indent=1, allow_nan=False)
-
-
-def analyze_dataframe(df: pd.DataFrame, settings: dict, name: str = "frame") -> Analysis:
-    """`initstudy.analyze_frame`: `df` checked as `initstudy import` checks a tidy CSV, analysed under the
-    settings keys in `settings` (as a settings file gives them)."""
-    import tempfile
-
-    from .importing import read_tidy_csv
-
-    if not isinstance(df, pd.DataFrame):
-        raise StoreError(f"analyze_frame needs a pandas DataFrame, got {type(df).__name__}")
-    with tempfile.TemporaryDirectory() as tmp:  # the import's own checks, row numbers included
-        path = Path(tmp) / "frame.csv"
-        df.to_csv(path, index=False)
-        try:
-            tidy, factors = read_tidy_csv(path)
-        except InitStudyError as exc:  # rows are numbered as in the file: row 2 is the frame's first row
-            raise type(exc)(str(exc).replace(str(path), "the data frame")) from None
-    return analyze_logs(tidy, factors, int(tidy["epoch"].max()), settings_from_dict(settings, "analyze_frame"),
-                        name)

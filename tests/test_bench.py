@@ -95,7 +95,8 @@ def test_flops_per_image_matches_hand_count():
 
 
 def test_synthetic_store_has_1000_runs_and_analyses(tmp_path):
-    from initstudy.report import analyze_study, build_report
+    from initstudy.pipeline import analyze_study
+    from initstudy.report import build_report
 
     study = synthetic_store(tmp_path, n_inits=3, n_seeds=4, epochs=5)
     results, tidy, _, missing = analyze_study(study, tmp_path)

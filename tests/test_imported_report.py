@@ -244,7 +244,8 @@ def test_settings_on_a_study_file_is_refused(tmp_path, capsys):
 def test_bench_logs_import_and_report(tmp_path):
     from initstudy.bench import synthetic_logs
     from initstudy.importing import import_logs
-    from initstudy.report import analyze_imported, build_logs_report, imported_settings
+    from initstudy.pipeline import analyze_imported, imported_settings
+    from initstudy.report import build_logs_report
 
     import_logs(synthetic_logs(tmp_path / "logs.csv", n_inits=3, n_seeds=4, epochs=5), tmp_path, "b")
     a = analyze_imported(tmp_path, "b", imported_settings(tmp_path, "b"))

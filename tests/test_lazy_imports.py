@@ -23,8 +23,8 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _run(commands: list[list[str]]) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(commands), json.dumps(HEAVY)],
+def _run(commands: list[list[str]], watch: tuple[str, ...] = HEAVY) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(commands), json.dumps(watch)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
@@ -63,6 +63,22 @@ def test_a_study_read_without_building_has_the_same_runs(tmp_path):
     built, read = load_study("smoke", overrides), load_study("smoke", overrides, build=False)
     assert built == read
     assert [s.run_id for s in expand(built)] == [s.run_id for s in expand(read)]
+
+
+def test_analyze_loads_the_pipeline_not_the_report(trained, tmp_path):
+    """`analyze` (trained or imported) needs the analysis pipeline only: no rendering, templates or figures."""
+    study, runs = trained
+    logs = tmp_path / "logs.csv"
+    logs.write_text("initializer,seed,epoch,val_acc\n" + "".join(
+        f"{i},{s},{e},{0.5 + 0.1 * e + 0.01 * s:.3f}\n" for i in ("a", "b") for s in range(3) for e in (1, 2)))
+    own = tmp_path / "runs"
+    commands = [["analyze", "--study", str(study), "--runs-dir", str(runs), "--out", str(tmp_path / "r.json")],
+                ["import", str(logs), "--study", "logs", "--runs-dir", str(own)],
+                ["analyze", "--study", "logs", "--runs-dir", str(own)]]
+    for entry in _run(commands, ("initstudy.pipeline", "initstudy.report", "initstudy.plots", "matplotlib",
+                                 "jinja2")):
+        assert entry["rc"] == 0, entry
+        assert entry["loaded"] == ["initstudy.pipeline"], entry
 
 
 def test_the_report_names_the_gpu_without_torch(tmp_path, monkeypatch):

@@ -234,6 +234,14 @@ def test_diagnostics_are_recorded_per_run(trained):
             assert abs(rows[1]["weight_std"] / rows[1]["weight_std_theory"] - 1) < 0.2
 
 
+def test_inspect_uses_the_models_own_defaults(capsys):
+    # resnet's depth must be 6n + 2; the study default (6) used to make `inspect --model resnet` fail.
+    assert main(["inspect", "--model", "resnet", "--init", "fixup", "--bn", "off", "--dataset", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_params"]["depth"] == 8
+    assert main(["inspect", "--model", "resnet", "--init", "fixup", "--depth", "6", "--dataset", "digits"]) == 2
+    assert "6n + 2" in capsys.readouterr().err
+
+
 def test_inspect_json_and_list_json(capsys):
     assert main(["inspect", "--model", "plain", "--init", "kaiming_normal", "--depth", "5", "--width", "8",
                  "--dataset", "digits", "--json"]) == 0

@@ -241,3 +241,69 @@ def test_power_section_shows_the_analysis_minimum_detectable_effects(report):
     for name in ("pairwise paired t", "effect sizes per pair", "assumption checks", "Best accuracy", "Divergence"):
         assert name in details and name not in results_text
     assert "Outcomes and divergence per initializer" in results_text and "Overview," in results_text
+
+
+def _table_rows(html: str, caption_start: str) -> list[str]:
+    """The body rows (as HTML) of the tables whose caption starts with `caption_start` after its number."""
+    rows = []
+    for table in re.findall(r"<table[^>]*>.*?</table>", html, re.S):
+        cap = re.search(r"<caption>Table \d+\. (.*?)</caption>", table, re.S)
+        if cap and cap.group(1).startswith(caption_start):
+            rows += re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("<tbody>", 1)[1], re.S)
+    return rows
+
+
+def test_appendix_folds_paired_t_checks_and_omnibus_tests_into_fewer_tables(report):
+    html, results, _, page, _ = report
+    captions = " ".join(page.captions)
+    # no table of their own: paired t-tests and per-pair normality checks sit in the effect-size table, and
+    # the omnibus tests of every endpoint (divergence included) in one table per cell
+    for gone in ("Final accuracy: pairwise paired t", "Final accuracy: assumption checks",
+                 "Epochs-to-threshold: omnibus test", "Best accuracy over the epochs: omnibus", "Divergence: do"):
+        assert gone not in captions, gone
+    paired = [c for c in results["cells"] if c["design"] == "paired"]
+    assert paired
+    effects = _table_rows(html, "Final accuracy: effect sizes per pair")
+    omnibus = _table_rows(html, "Omnibus tests across the initializers")
+    assert len(effects) == sum(len([p for p in c["final_accuracy"]["pairwise"] if p["test"] == "paired_t"])
+                               for c in paired)
+    assert len(omnibus) == sum(len(c["final_accuracy"]["omnibus"]) + len(c["epochs_to_threshold"]["omnibus"])
+                               + len(c["best_accuracy"]["omnibus"]) + (c["divergence"] is not None)
+                               for c in results["cells"])
+    rows = iter(effects)
+    for c in paired:
+        checks = {x["target"]: x for x in c["final_accuracy"]["assumptions"]}
+        for p in (p for p in c["final_accuracy"]["pairwise"] if p["test"] == "paired_t"):
+            row = next(rows)
+            assert f"<td>{p['a']}</td><td>{p['b']}</td>" in row
+            if p["statistic"] is not None:
+                assert f"{p['statistic']:.2f}" in row
+            check = checks[f"final_acc differences {p['a']} - {p['b']}"]
+            if check["statistic"] is not None:
+                assert f"{check['statistic']:.3f}" in row
+
+
+def test_run_list_has_one_row_per_cell_and_initializer(report):
+    html, results, _, _, study_file = report
+    study = load_study(str(study_file))
+    rows = _table_rows(html, "Runs per cell and initializer")
+    assert len(rows) == len(study.models) * len(study.activations) * len(study.initializers)
+    for spec in expand(study):  # each run by seed and id, in its cell's and initializer's row
+        row = next(r for r in rows if f"<code>{spec.run_id}</code>" in r)
+        assert f"<td>{spec.model} / {spec.activation}</td><td>{spec.init.label}</td>" in row
+        assert f"{spec.seed}:&nbsp;<code>{spec.run_id}</code>" in row
+
+
+def test_run_groups_count_statuses_and_flag_runs_not_done():
+    from initstudy.report import run_groups
+
+    runs = [{"id": f"r{s}{i}", "cell": "plain / relu", "initializer": i, "seed": s, "version": "0.1.0",
+             "status": "failed" if (s, i) == (1, "he") else "done", "seconds": 10.0 + s}
+            for s in (2, 0, 1) for i in ("he", "xavier")]
+    groups = run_groups(runs)
+    assert [g["initializer"] for g in groups] == ["he", "xavier"]
+    he = groups[0]
+    assert he["statuses"] == {"done": 2, "failed": 1} and he["seconds"] == 11.0 and he["versions"] == ["0.1.0"]
+    assert [r["seed"] for r in he["runs"]] == [0, 1, 2] and [r["flag"] for r in he["runs"]] == ["", "failed", ""]
+    runs[0]["version"] = "0.0.9"  # seed 2 of he: an older release than the other five runs
+    assert [r["flag"] for r in run_groups(runs)[0]["runs"]] == ["", "failed", "initstudy 0.0.9"]

@@ -17,7 +17,8 @@ from initstudy.cli import main
 from initstudy.config import expand, load_study
 from initstudy.errors import ReportError, StoreError, StudyError
 from initstudy.executors import Outcome
-from initstudy.report import analyze_study, build_report, weasyprint, write_report
+from initstudy.pipeline import analyze_study
+from initstudy.report import build_report, weasyprint, write_report
 from initstudy.store import NOT_APPLICABLE, RunStore, history_problem, tidy_frame
 from initstudy.sweep import plan, run_sweep, sweep_status
 
@@ -262,6 +263,9 @@ def test_runs_record_the_initstudy_version_and_a_mixed_report_says_so(tmp_path, 
     assert "trained by several initstudy versions" in html and "trained by 4 initstudy versions" in html
     appendix = html.split('id="reproducibility"')[1]
     assert "0.0.9: 1 runs" in appendix and "unknown version: 1 runs" in appendix
-    assert f"<td>0.0.9</td>" in appendix and f"<td>{initstudy.__version__}</td>" in appendix
+    # the run list flags each run trained by another version than most, beside its id
+    assert f"<code>{specs[0].run_id}</code>&nbsp;<strong>(initstudy 0.0.9)</strong>" in appendix
+    assert f"<code>{specs[2].run_id}</code>&nbsp;<strong>(initstudy 0.2.0)</strong>" in appendix
+    assert f"<code>{specs[3].run_id}</code>&nbsp;<strong>" not in appendix
     assert main(["status", "--study", str(study_file), "--runs-dir", str(runs)]) == 0
     assert "several initstudy versions" in capsys.readouterr().out
