@@ -336,6 +336,12 @@ def untrained_runs(tidy: pd.DataFrame) -> list[tuple[str, str, int]]:
 
 # ---------------------------------------------------------------- one endpoint's tests
 
+def rank_scores(o: pd.DataFrame, column: str = "final_acc") -> pd.Series:
+    """`column` of `run_outcomes` as the rank tests see it: a diverged run scores DIVERGED_SCORE, below any
+    finished run."""
+    return o[column].where(~o["diverged"].astype(bool), DIVERGED_SCORE)
+
+
 def _pairs(inits: list[str]):
     return list(itertools.combinations(inits, 2))
 
@@ -359,7 +365,7 @@ def accuracy_tests(o: pd.DataFrame, column: str, inits: list[str], paired: bool,
 
     Rank tests score diverged runs below every finished run; parametric tests and effect sizes leave them
     out (paired: the seed is left out of that pair)."""
-    scores = o[column].where(~o["diverged"], DIVERGED_SCORE)
+    scores = rank_scores(o, column)
     k = len(inits)
     omnibus: list[TestResult] = []
     checks: list[Check] = []

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .analysis import DIVERGED_SCORE, CellResult, PairwiseResult, Results, _num, holm
+from .analysis import CellResult, PairwiseResult, Results, _num, holm, rank_scores
 from .config import Claim
-from .stats import mannwhitney, wilcoxon
+from .stats import logrank_sums, mannwhitney, wilcoxon
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 
@@ -97,17 +97,8 @@ def logrank_direction(time, event, group, a: str, strata=None) -> float:
     Positive: `a` reached the threshold more often than equal hazards predict, i.e. sooner. It is the
     numerator of the two-group log-rank statistic, so its sign is the direction that test found.
     """
-    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
-    strata = np.zeros(len(time)) if strata is None else np.asarray(strata)
-    total = 0.0
-    for s in np.unique(strata):
-        m = strata == s
-        t, e, in_a = time[m], event[m], group[m] == a
-        for u in np.unique(t[e == 1]):
-            at_risk = t >= u
-            died = (t == u) & (e == 1)
-            total += died[in_a].sum() - died.sum() * at_risk[in_a].sum() / at_risk.sum()
-    return float(total)
+    labels, o_minus_e, _var, _n = logrank_sums(time, event, group, strata)
+    return float(o_minus_e[list(labels).index(a)])
 
 
 def rank_direction(x: np.ndarray, y: np.ndarray, paired: bool) -> float:
@@ -140,7 +131,7 @@ def _side(direction: float) -> int:
 def _scores(cell: CellResult, outcomes: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
     """Final-accuracy scores of a and b as the cell's rank tests see them (a diverged run scores below every
     finished one); paired cells: aligned on the seeds that every arm has."""
-    o = outcomes.assign(score=outcomes["final_acc"].where(~outcomes["diverged"].astype(bool), DIVERGED_SCORE))
+    o = outcomes.assign(score=rank_scores(outcomes))
     if cell.design == "paired":
         wide = o.pivot(index="seed", columns="initializer", values="score").dropna()
         return wide[a].to_numpy(float), wide[b].to_numpy(float)

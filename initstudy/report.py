@@ -34,13 +34,12 @@ from scipy import stats as scipy_stats
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
-from .analysis import DIVERGED_SCORE, CellResult, Results, run_outcomes
+from .analysis import CellResult, Results, rank_scores, run_outcomes
 from .claims import ClaimVerdict, CellVerdict, evaluate_claims
 from .config import Study, expand, model_params_for
-from .data import DATASET_DESCRIPTIONS, PROBE_IMAGES
+from .data import PROBE_IMAGES
 from .errors import ReportError
-from .initializers import INITIALIZERS, bias_policy, resolve_gain
-from .models import MODELS
+from .initializers import bias_policy, resolve_gain
 from .pipeline import Analysis, analyze_study, in_cell
 from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, write_json
 from .sweep import study_dict
@@ -360,7 +359,7 @@ def hardware() -> dict[str, str]:
 def average_ranks(outcomes: pd.DataFrame, order: list[str]) -> dict[str, float]:
     """Mean over seeds of each arm's rank of final accuracy within the seed (1 = best, ties averaged, a diverged
     run ranks below every finished one), as Friedman's test ranks them. `outcomes`: one row per run."""
-    score = outcomes.assign(score=outcomes["final_acc"].where(~outcomes["diverged"], DIVERGED_SCORE))
+    score = outcomes.assign(score=rank_scores(outcomes))
     wide = score.pivot(index="seed", columns="initializer", values="score")[order]
     return {a: float(r) for a, r in wide.rank(axis=1, ascending=False).mean().items()}
 
@@ -710,7 +709,7 @@ def build_logs_report(a: Analysis, command: str | None = None) -> Report:
         "n_runs": len(runs), "n_missing": 0, "statuses": {}, "devices": {}, "runs": runs,
         "threats": log_threats(a), "run_versions": {},
         "study_hash": (p.get("sha256") or hashlib.sha256(a.tidy.to_csv(index=False).encode()).hexdigest())[:12],
-        "command": command or f"initstudy.analyze_frame(df) and initstudy.render_report(results, out_dir)",
+        "command": command or "initstudy.analyze_frame(df) and initstudy.render_report(results, out_dir)",
     }
     return render_both(context, a.results, a.verdicts, a.tidy, pd.DataFrame())
 

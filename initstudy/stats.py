@@ -184,10 +184,26 @@ def logrank(time, event, group, strata=None) -> TestResult:
     than breaking the test.
     """
     time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
-    labels = np.unique(group)
-    k = len(labels)
+    k = len(np.unique(group))
     if event.sum() == 0:
         return TestResult("logrank", statistic=None, df=k - 1, pvalue=None, note="no run reached the threshold")
+    _labels, o_minus_e, var, n_strata = logrank_sums(time, event, group, strata)
+    df = int(np.linalg.matrix_rank(var, tol=1e-10))
+    note = "stratified by seed" if n_strata > 1 else ""
+    if df == 0:
+        return TestResult("logrank", statistic=0.0, df=0, pvalue=None,
+                          note=(note + "; " if note else "") + "no information: events tie")
+    stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
+    return TestResult("logrank", statistic=stat, df=df, pvalue=float(stats.chi2.sf(stat, df)), note=note)
+
+
+def logrank_sums(time, event, group, strata=None):
+    """(labels (k,) sorted, observed minus expected events (k,), their covariance (k, k), number of strata),
+    summed over strata: the pieces of the log-rank statistic. A group's O - E > 0: it reached the threshold
+    more often than equal hazards predict, i.e. sooner."""
+    time, event, group = np.asarray(time, float), np.asarray(event, int), np.asarray(group)
+    labels = np.unique(group)
+    k = len(labels)
     gi = np.searchsorted(labels, group)
     strata = np.zeros(len(time), int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
     o_minus_e, var = np.zeros(k), np.zeros((k, k))
@@ -202,13 +218,7 @@ def logrank(time, event, group, strata=None) -> TestResult:
             if n > 1:
                 p = at_risk / n
                 var += d * (n - d) / (n - 1) * (np.diag(p) - np.outer(p, p))
-    df = int(np.linalg.matrix_rank(var, tol=1e-10))
-    note = "stratified by seed" if len(np.unique(strata)) > 1 else ""
-    if df == 0:
-        return TestResult("logrank", statistic=0.0, df=0, pvalue=None,
-                          note=(note + "; " if note else "") + "no information: events tie")
-    stat = float(o_minus_e @ np.linalg.pinv(var, rcond=1e-10) @ o_minus_e)
-    return TestResult("logrank", statistic=stat, df=df, pvalue=float(stats.chi2.sf(stat, df)), note=note)
+    return labels, o_minus_e, var, len(np.unique(strata))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 import ast
 import hashlib
-import json
 import os
 from pathlib import Path
 
