@@ -309,7 +309,7 @@ def run_outcomes(tidy: pd.DataFrame, threshold: float, budget: int) -> pd.DataFr
     rows = []
     for run, g in tidy.sort_values("epoch").groupby("run", sort=False):
         diverged = bool(g["diverged"].iloc[0])
-        trained = g.loc[g["epoch"] >= 1, "val_acc"]
+        trained = g.loc[g["epoch"] > 0, "val_acc"]
         if not diverged and not len(trained):
             continue  # pre-training accuracy is not an outcome
         reached = g.loc[g["val_acc"] >= threshold, "epoch"]
@@ -327,7 +327,7 @@ def run_outcomes(tidy: pd.DataFrame, threshold: float, budget: int) -> pd.DataFr
 
 def untrained_runs(tidy: pd.DataFrame) -> list[tuple[str, str, int]]:
     """(run, initializer, seed) of runs that did not diverge and logged no epoch after epoch 0."""
-    trained = tidy.groupby("run")["epoch"].max() >= 1
+    trained = tidy.groupby("run")["epoch"].max() > 0
     diverged = tidy.groupby("run")["diverged"].first().astype(bool)
     firsts = tidy.groupby("run")[["initializer", "seed"]].first()
     return [(str(r), str(firsts.at[r, "initializer"]), int(firsts.at[r, "seed"]))

@@ -54,6 +54,7 @@ class CellVerdict:
     note: str = ""
     pvalue_raw: float | None = None  # the claim test's own two-sided p, before the adjustment
     family_size: int = 0  # claim tests with a p-value in the report: the size of the Holm family
+    side: int = 0  # +1: the test's data lean the claim's way, -1: against (sequential monitoring signs its z so)
 
     def to_dict(self) -> dict:
         return {"factors": self.factors, "verdict": self.verdict, "test": self.test,
@@ -245,11 +246,17 @@ def evaluate_claims(claims: tuple[Claim, ...], results: Results,
                        SUPPORTED if t.side > 0 else CONTRADICTED)
             verdicts.append(CellVerdict(factors=results.cells[i].factors, verdict=verdict, test=t.test + suffix,
                                         statistic=t.statistic, pvalue=q, effect_name=t.effect_name, effect=t.effect,
-                                        ci=t.ci, note=t.note, pvalue_raw=t.pvalue, family_size=size))
-        counts = {k: sum(v.verdict == k for v in verdicts) for k in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
-        overall = (CONTRADICTED if counts[CONTRADICTED] else SUPPORTED if counts[SUPPORTED] == len(verdicts)
-                   else INCONCLUSIVE)
-        reason = ", ".join(f"{k} in {n}" for k, n in counts.items() if n) + \
-            f" of {len(verdicts)} tested cell{'s' if len(verdicts) > 1 else ''}"
-        out.append(ClaimVerdict(claim, overall, reason, tuple(verdicts)))
+                                        ci=t.ci, note=t.note, pvalue_raw=t.pvalue, family_size=size, side=t.side))
+        out.append(combine(claim, verdicts))
     return tuple(out)
+
+
+def combine(claim: Claim, verdicts) -> ClaimVerdict:
+    """A claim's overall verdict from its cells': contradicted if any cell contradicts it, supported if all
+    support it, else inconclusive."""
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in (SUPPORTED, CONTRADICTED, INCONCLUSIVE)}
+    overall = (CONTRADICTED if counts[CONTRADICTED] else SUPPORTED if counts[SUPPORTED] == len(verdicts)
+               else INCONCLUSIVE)
+    reason = ", ".join(f"{k} in {n}" for k, n in counts.items() if n) + \
+        f" of {len(verdicts)} tested cell{'s' if len(verdicts) > 1 else ''}"
+    return ClaimVerdict(claim, overall, reason, tuple(verdicts))

@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train every unfinished run of a study",
                        description="Train every unfinished run of a study; finished runs are skipped, and so are "
-                                   "runs recorded as failed unless --retry-failed is given.")
+                                   "runs recorded as failed unless --retry-failed is given. A study with a "
+                                   "sequential: key trains look by look: every cell to the first look, then only "
+                                   "the cells whose claims are undecided, recording each look's decisions.")
     _study_args(p)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine (default); ray: one Ray task per run")
@@ -185,7 +187,8 @@ def _md_table(header: list[str], rows: list[list]) -> list[str]:
 def _markdown(registry: dict) -> str:
     """The reference pages, generated from the registries and the results.json schema (`initstudy list --markdown`)."""
     from .analysis import SCHEMA_FILE
-    from .config import CLAIM_DIRECTIONS, CLAIM_FACTORS, CLAIM_KEYS, SETTINGS_KEYS, study_key_reference
+    from .config import (CLAIM_DIRECTIONS, CLAIM_FACTORS, CLAIM_KEYS, REPLICATION_KEYS, SETTINGS_KEYS,
+                         study_key_reference)
     from .data import DATASET_DESCRIPTIONS
     from .models import ACTIVATIONS
 
@@ -208,6 +211,10 @@ def _markdown(registry: dict) -> str:
                                        for e, ds in CLAIM_DIRECTIONS.items())
             + "; a bound claim gives `at_most` or `at_least` instead of `b`; `where` restricts "
             + ", ".join(code(f) for f in CLAIM_FACTORS) + ".", "",
+            "Published values (`replication:`) take the keys " + ", ".join(code(k) for k in REPLICATION_KEYS)
+            + "; `source`, `name` (the source's name for the initializer), `initializer` (a label of the study's "
+            "arms) and `mean` are required; accuracies are fractions, `low` and `high` (the printed range) come "
+            "together; without `activation` a value is set beside the arm in every activation.", "",
             "## Settings keys for imported logs", "",
             "A settings file (`initstudy import` or `analyze --settings FILE.yaml`) and the keyword arguments of "
             "`initstudy.analyze_frame(...)` take these keys.", ""]
@@ -299,6 +306,8 @@ def _cmd_train(args) -> int:
         if not torch.cuda.is_available():
             raise InitStudyError(f"accelerator {study.accelerator!r} asked for but no CUDA GPU is visible; "
                                  "use --set accelerator=auto (or cpu)")
+    if study.sequential is not None:
+        return _train_sequential(args, study)
     p = plan(study, args.runs_dir, args.retry_failed)
     if not p.todo:
         if p.failed:
@@ -345,14 +354,110 @@ def _cmd_train(args) -> int:
     return 1 if failed else 0
 
 
+def _cell_words(cell: dict) -> str:
+    """A cell's factors that name it, without the dataset and NOT_APPLICABLE columns."""
+    from .store import NOT_APPLICABLE
+
+    return ", ".join(f"{k}={v}" for k, v in cell.items() if k != "dataset" and v != NOT_APPLICABLE) or "the cell"
+
+
+def _decision_words(t: dict) -> str:
+    d = t["decision"]
+    what = {"upper": "supported", "lower": "contradicted", "futility": "stopped for futility",
+            "none": "inconclusive (no bound crossed by the last look)"}[d["crossed"]]
+    return (f"claim {t['claim'] + 1} in {_cell_words(t['cell'])}: {what} at look {d['look']} ({d['seeds']} seeds), "
+            f"z = {d['z']:.2f}, bound {d['boundary']:.2f}")
+
+
+def _train_sequential(args, study) -> int:
+    """Train look by look: every cell to the first look, then only the cells whose claim tests are undecided.
+    Each look's decisions are recorded; a resumed train decides the looks again from the runs and checks them
+    against the record."""
+    from tqdm import tqdm
+
+    from .data import load_dataset
+    from .executors import make_executor
+    from .pipeline import check_record, decide_look, start_sequential
+    from .store import RunStore, tidy_frame, write_json
+    from .sweep import SEQUENTIAL_FILE, expand, look_specs, plan, read_sequential, run_sweep
+
+    looks = study.sequential.looks
+    store = RunStore(args.runs_dir, study.name)
+    record_path = store.root / SEQUENTIAL_FILE
+    executor = None
+    counts = {"done": 0, "diverged": 0, "failed": 0}
+    start, trained = time.perf_counter(), 0
+    try:
+        with store.lock():
+            record = read_sequential(args.runs_dir, study.name)
+            state = start_sequential(study)
+            for k in range(len(looks)):
+                p = plan(study, args.runs_dir, args.retry_failed, look_specs(study, k, state.going))
+                if p.todo:
+                    if executor is None:
+                        load_dataset(study.dataset, study.data_dir, study.split_seed)  # fail before training
+                        executor = make_executor(study, args.executor, args.workers, args.cpus_per_run,
+                                                 args.gpus_per_run, args.ray_address, args.parallel)
+                    print(f"study {study.name}: look {k + 1} of {len(looks)} ({looks[k]} seeds per arm): "
+                          f"{len(p.todo)} of {p.total} runs to train {executor.where} ({p.finished} already "
+                          f"finished) -> {args.runs_dir}/{study.name}", flush=True)
+                    bar = tqdm(total=len(p.todo), unit="run", dynamic_ncols=True, file=sys.stderr)
+                    try:
+                        for ev in run_sweep(study, args.runs_dir, p.todo, executor):
+                            if ev.kind == "start":
+                                bar.set_postfix_str(f"{ev.spec.init.label} seed {ev.spec.seed} "
+                                                    f"{ev.spec.model}/{ev.spec.activation}")
+                                continue
+                            counts[ev.kind] += 1
+                            trained += 1
+                            if ev.kind == "failed":
+                                bar.write(f"run {ev.spec.run_id} ({ev.spec.init.label}, seed {ev.spec.seed}) "
+                                          f"failed: {ev.error}")
+                            bar.update(1)
+                    finally:
+                        bar.close()
+                failed = plan(study, args.runs_dir, False, look_specs(study, k, state.going)).failed
+                if failed:
+                    print(f"study {study.name}: look {k + 1} cannot be analysed: {_retry_hint(args, len(failed))}")
+                    return 1
+                tidy, columns, _missing = tidy_frame(expand(study), store)
+                state = decide_look(study, tidy, columns, state)
+                check_record(state, record, record_path)
+                if not record or len(record.get("looks", [])) <= k:
+                    write_json(record_path, state.to_record())
+                    record = state.to_record()
+                look = state.looks[-1]
+                stopped = [t for t in look["tests"] if t["decision"]["action"] == "stop"]
+                print(f"look {k + 1} ({looks[k]} seeds per arm, bound |z| >= {state.design.bounds[k]:.2f}): "
+                      f"{len(stopped)} of {len(look['tests'])} claim tests decided"
+                      + (f", {len(state.going)} cell(s) go on to look {k + 2}" if state.going else ""), flush=True)
+                for t in stopped:
+                    print(f"  {_decision_words(t)}")
+                if state.finished:
+                    break
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {trained} runs finished this time and are kept, and the looks decided so far are "
+              "recorded. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    finally:
+        if executor is not None:
+            executor.close()
+    print(f"study {study.name}: the sequential design ended at look {len(state.looks)} of {len(looks)}; trained "
+          f"{trained} runs in {_fmt_s(time.perf_counter() - start)}: {counts['done']} done, {counts['diverged']} "
+          f"diverged, {counts['failed']} failed (initstudy report --study {args.study})")
+    return 0
+
+
 def _cmd_status(args) -> int:
     from .config import load_study
     from .sweep import sweep_status
 
     study = load_study(args.study, args.overrides, build=False)  # reads the store only: no torch
-    st = sweep_status(study, args.runs_dir)
+    seq = _sequential_status(study, args.runs_dir) if study.sequential is not None else None
+    st = sweep_status(study, args.runs_dir, seq["specs"] if seq else None)
     if args.json:
-        print(json.dumps(st.to_dict(), indent=1))
+        print(json.dumps({**st.to_dict(), **({"sequential": {k: v for k, v in seq.items() if k != "specs"}}
+                                             if seq else {})}, indent=1))
         return 0
     c = st.counts
     print(f"study {study.name} in {args.runs_dir}/{study.name}: {st.total} runs: {c['done']} done, "
@@ -372,7 +477,48 @@ def _cmd_status(args) -> int:
         print(f"time left: {eta}")
     if c["failed"]:
         print(f"retry the failed runs with: initstudy train --study {args.study} --retry-failed")
+    if seq:
+        plan = study.sequential
+        state = ("ended" if seq["finished"] else "in progress" if seq["looks_recorded"] < seq["current_look"]
+                 else "decided")
+        print(f"sequential design: looks at {', '.join(map(str, plan.looks))} seeds per arm ({plan.spending}"
+              + (f", futility |z| < {plan.futility:g}" if plan.futility is not None else "") + f"); look "
+              f"{seq['current_look']} of {len(plan.looks)} {state}; {len(seq['decided'])} claim test(s) decided, "
+              f"{len(seq['pending'])} pending" + (f"; {seq['not_needed']} runs of the grid not needed: their cells "
+                                                 "are decided" if seq["not_needed"] else "")
+              + (f"; {seq['later']} more runs if every undecided cell goes on" if seq["later"] else ""))
+        for t in seq["decided"]:
+            print(f"  decided: {_decision_words(t)}")
+        for t in seq["pending"]:
+            print(f"  pending: claim {t['claim'] + 1} in {_cell_words(t['cell'])}, z = {t['z']:.2f} at look "
+                  f"{t['decision']['look']}")
     return 0
+
+
+def _sequential_status(study, runs_dir: str) -> dict:
+    """Where a sequential study stands by its record: the look being trained, decided and pending claim tests,
+    and the runs its looks have asked for (`specs`)."""
+    from .sweep import planned_specs, read_sequential, spec_cells
+
+    record = read_sequential(runs_dir, study.name)
+    looks = (record or {}).get("looks", [])
+    latest = {}
+    for look in looks:
+        for t in look["tests"]:
+            latest[(t["claim"], t["key"])] = t
+    decided = [t for t in latest.values() if t["decision"]["action"] == "stop"]
+    pending = [t for t in latest.values() if t["decision"]["action"] == "continue"]
+    finished = bool(looks) and not pending
+    specs = planned_specs(study, record)
+    planned = {s.run_id for s in specs}
+    going = {t["key"] for t in pending}
+    rest = [key for spec, key in spec_cells(study) if spec.run_id not in planned]
+    not_needed = sum(key not in going for key in rest) if looks else 0
+    return {"looks": list(study.sequential.looks), "spending": study.sequential.spending,
+            "futility": study.sequential.futility, "looks_recorded": len(looks),
+            "current_look": len(looks) if finished else min(len(looks) + 1, len(study.sequential.looks)),
+            "finished": finished, "decided": decided, "pending": pending,
+            "not_needed": not_needed, "later": len(rest) - not_needed, "specs": specs}
 
 
 def _imported_opts(args) -> str:
@@ -466,8 +612,19 @@ def _cmd_analyze(args) -> int:
                                  "its settings in the study file or pass --set KEY=VALUE")
         extra = [f"{k}={v}" for k, v in (("threshold", args.threshold), ("alpha", args.alpha)) if v is not None]
         study = load_study(args.study, [*args.overrides, *extra], build=False)
-        results, name = analyze_study(study, args.runs_dir)[0], study.name
-        content = results.to_dict()
+        if study.sequential is None:
+            results, name = analyze_study(study, args.runs_dir)[0], study.name
+            content = results.to_dict()
+        else:  # the runs its looks asked for, with the design and its decisions
+            from .pipeline import replay_sequential, sequential_summary
+            from .sweep import planned_specs
+
+            state = replay_sequential(study, args.runs_dir)
+            specs = planned_specs(study, state.to_record())
+            results, _tidy, _columns, missing = analyze_study(study, args.runs_dir, specs)
+            name = study.name
+            content = {**results.to_dict(), "sequential": sequential_summary(
+                study, state, len(specs) - len(missing), len(study.initializers), len(results.cells))}
     out = Path(args.out) if args.out else Path(args.runs_dir) / name / "report" / "results.json"
     if out.is_dir():
         raise InitStudyError(f"--out {out} is a folder; give a file path such as {out / 'results.json'}")
@@ -555,8 +712,14 @@ def _cmd_bench(args) -> int:
         print(f"reference sweep: {figures['reference']} on {figures['device']} ({figures['threads']} threads)")
         print(f"  initstudy  {figures['initstudy_img_per_s']:10.0f} img/s   ({figures['initstudy_s']:.1f} s)")
         print(f"  raw loop   {figures['raw_img_per_s']:10.0f} img/s   ({figures['raw_s']:.1f} s)")
+        if "naive_img_per_s" in figures:
+            print(f"  naive loop {figures['naive_img_per_s']:10.0f} img/s   ({figures['naive_s']:.1f} s; NCHW, "
+                  "the loop a user would write)")
         lo, hi = figures["ratio_ci95"]
         print(f"  ratio {figures['ratio']:.3f} (95% interval over the runs {lo:.3f}-{hi:.3f})")
+        if "speedup_vs_naive" in figures:
+            lo, hi = figures["speedup_vs_naive_ci95"]
+            print(f"  speedup vs naive {figures['speedup_vs_naive']:.3f} (95% interval {lo:.3f}-{hi:.3f})")
         print(f"  extra per run: {figures['per_run_overhead_s'] * 1000:.0f} ms on short runs "
               f"({figures['short_run_s']:.2f} s each by the raw loop), "
               f"{figures['reference_extra_per_run_s'] * 1000:+.0f} ms mean on the reference runs (machine noise included)")

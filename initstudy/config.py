@@ -35,6 +35,7 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 CLAIM_DIRECTIONS = {"epochs_to_threshold": ("faster", "slower"), "final_accuracy": ("better", "worse", "not_worse")}
 CLAIM_KEYS = ("claim", "a", "b", "endpoint", "direction", "margin", "at_most", "at_least", "where", "source")
 CLAIM_FACTORS = ("dataset", "model", "depth", "width", "bn", "activation")  # what `where` can restrict
+REPLICATION_KEYS = ("source", "name", "initializer", "activation", "mean", "low", "high", "runs", "mapping")
 # A study name is one folder under the runs dir: one path component, never "." or "..".
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # Upper bounds checked at load time, generous for real studies, so that a typo (width 100000, seeds 1e9)
@@ -67,6 +68,21 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A published accuracy set beside the study's own: one arm's mean (and range) over the source's runs."""
+
+    source: str  # where the numbers are printed (author, title, table)
+    name: str  # the source's name for the initializer, e.g. "Gaussian initialization"
+    initializer: str  # label of the study's arm it is compared with
+    activation: str | None  # the study's activation it is compared in; None: every activation
+    mean: float  # printed mean final accuracy (fraction)
+    low: float | None  # printed range over the runs (fractions); None when the source prints none
+    high: float | None
+    runs: int | None  # runs behind the printed numbers
+    mapping: str  # why this arm and these options stand for the source's name ("" when obvious)
+
+
+@dataclass(frozen=True)
 class Study:
     name: str  # folder name under the runs dir
     description: str
@@ -81,6 +97,7 @@ class Study:
     initializers: tuple[InitSpec, ...]
     seeds: tuple[int, ...]  # run seeds; seed k gives every initializer the same data order
     epochs: int  # training epochs per run (the time-to-threshold budget)
+    eval_every: float  # validation every this fraction of an epoch (1/k); epochs-to-threshold has this resolution
     batch_size: int  # images per step
     optimizer: str  # "sgd" (with momentum) or "adam"
     lr: float  # learning rate, constant
@@ -99,6 +116,8 @@ class Study:
     model_options: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
     # (kind, name) -> identity of each plugin the study names; it goes into the run ids (plugins.py)
     plugins: tuple[tuple[tuple[str, str], str], ...] = ()
+    replication: tuple[Reference, ...] = ()  # published accuracies the report sets beside the study's
+    sequential: object = None  # sequential.Plan: a group-sequential design of the claims; None: fixed design
 
 
 # field -> (default, kind, help). kind checks and converts a raw YAML value.
@@ -116,6 +135,8 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "initializers": (None, "initializers", "list of initializer names or {name: ..., option: value}"),
     "seeds": (5, "seeds", "number of seeds (0..n-1) or a list of seeds"),
     "epochs": (10, "int>0", "training epochs per run"),
+    "eval_every": (1.0, "eval_every", "validate every this fraction of an epoch (1, 0.5, 0.25, ...: 1/k); "
+                   "epochs-to-threshold is measured in these steps"),
     "batch_size": (64, "int>0", "images per step"),
     "optimizer": ("sgd", "optimizer", "sgd or adam"),
     "lr": (0.01, "float>0", "learning rate"),
@@ -127,8 +148,12 @@ _DEFAULTS: dict[str, tuple[object, str, str]] = {
     "target_effect": (0.8, "float>0", "standardized effect (Cohen's d) for which the report states seeds needed"),
     "accelerator": ("auto", "accelerator", "auto, cpu, gpu, cuda or mps"),
     "claims": ([], "claims", "hypotheses the report gives verdicts on (see README: Claims)"),
+    "replication": ([], "replication", "published accuracies the report sets beside the study's, one per arm "
+                    "(and activation) (see README: Replication)"),
     "loggers": ([], "loggers", "Lightning loggers that also receive each run's metrics: csv, tensorboard"),
     "loggers_dir": (None, "loggers_dir", "their folder, relative to the runs dir (default: <study>/logs)"),
+    "sequential": (None, "sequential", "group-sequential claims: {looks: [5, 10], spending: obrien_fleming or "
+                   "pocock, futility: |z|} (looks: seeds per arm; see README: Sequential designs)"),
 }
 LOGGERS = ("csv", "tensorboard")
 
@@ -353,6 +378,59 @@ def _claims(value, initializers: tuple[InitSpec, ...]) -> tuple[Claim, ...]:
     return tuple(claims)
 
 
+def _references_in_grid(value, initializers: tuple[InitSpec, ...], activations: tuple[str, ...]):
+    """The file's references to arms a --set grid still has: narrowing a preset's grid drops the others, as
+    its claims on dropped arms become "not tested"."""
+    if not isinstance(value, list):
+        return value
+    labels = {i.label for i in initializers}
+    return [r for r in value if not isinstance(r, dict) or r.get("initializer") in labels
+            and r.get("activation", activations[0]) in activations]
+
+
+def _replication(value, initializers: tuple[InitSpec, ...], activations: tuple[str, ...]) -> tuple[Reference, ...]:
+    """Check every published reference value (see `Reference`): its arm and activation must be the study's."""
+    if not isinstance(value, list):
+        raise StudyError(f"replication must be a list of mappings, got {value!r}")
+    labels = [i.label for i in initializers]
+    out = []
+    for n, raw in enumerate(value, 1):
+        what = f"replication {n}"
+        if not isinstance(raw, dict):
+            raise StudyError(f"{what} must be a mapping with source, name, initializer and mean (low, high, runs, "
+                             "activation and mapping optional)")
+        unknown = sorted(str(k) for k in set(raw) - set(REPLICATION_KEYS))
+        if unknown:
+            raise StudyError(f"{what}: unknown key {unknown[0]!r}; valid keys: {', '.join(REPLICATION_KEYS)}")
+        for key, meaning in (("source", "where the numbers are printed"), ("name", "the source's name for it")):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise StudyError(f"{what}: '{key}' must be text ({meaning}), got {raw.get(key)!r}")
+        what = f"{what} ({raw['name'][:40]!r})"
+        init = raw.get("initializer")
+        if init not in labels:
+            raise StudyError(f"{what}: initializer {init!r} is not an arm of this study; use one of: "
+                             f"{', '.join(labels)}")
+        activation = raw.get("activation")
+        if activation is not None and activation not in activations:
+            raise StudyError(f"{what}: activation {activation!r} is not one of the study's ({', '.join(activations)}); "
+                             "use one of them or leave activation out")
+        if "mean" not in raw:
+            raise StudyError(f"{what}: 'mean' is required: the printed mean accuracy as a fraction (97.6% -> 0.976)")
+        nums = {k: _number(f"{what}: {k}", raw[k], False, 0, False, 1.0) if raw.get(k) is not None else None
+                for k in ("mean", "low", "high")}
+        low, high, mean = nums["low"], nums["high"], nums["mean"]
+        if (low is None) != (high is None):
+            raise StudyError(f"{what}: give both low and high (the printed range) or neither")
+        if low is not None and not low <= mean <= high:
+            raise StudyError(f"{what}: need low <= mean <= high (fractions), got {low:g}, {mean:g}, {high:g}")
+        runs = raw.get("runs")
+        runs = None if runs is None else _number(f"{what}: runs", runs, True, 0, True, 1_000_000)
+        mapping = raw.get("mapping")
+        out.append(Reference(raw["source"].strip(), raw["name"].strip(), init, activation, mean, low, high, runs,
+                             "" if mapping is None else " ".join(str(mapping).split())))
+    return tuple(out)
+
+
 def _seeds(value) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value <= MAX_SEEDS:
@@ -408,7 +486,22 @@ def _convert(key: str, kind: str, value):
         return _number(key, value, False, 0, False, LIMITS.get(key))
     if kind == "fraction":
         return _number(key, value, False, 0, True, 1.0)
+    if kind == "eval_every":
+        return _eval_every(value)
     raise AssertionError(kind)
+
+
+MAX_EVALS_PER_EPOCH = 100
+
+
+def _eval_every(value) -> float:
+    """A fraction 1/k of an epoch, k = 1..100: evaluation points then fall on the same fractions every epoch."""
+    number = _number("eval_every", value, False, 0, True, 1.0)
+    k = round(1 / number)
+    if k > MAX_EVALS_PER_EPOCH or abs(k * number - 1) > 1e-9:
+        raise StudyError(f"eval_every must be 1/k of an epoch for k = 1..{MAX_EVALS_PER_EPOCH} (1, 0.5, 0.25, "
+                         f"0.2, 0.1, ...), got {value!r}")
+    return 1 / k
 
 
 class _StudyLoader(yaml.SafeLoader):
@@ -531,9 +624,11 @@ def _load_study(study: str, overrides, build: bool) -> Study:
     unknown = sorted(set(raw) - set(_DEFAULTS))
     if unknown:
         raise StudyError(f"study {source}: unknown key {unknown[0]!r}; valid keys: {', '.join(_DEFAULTS)}")
+    overridden = set()
     for text in overrides:
         key, value = parse_override(text)
         raw[key] = value
+        overridden.add(key)
     values = {}
     for key, (default, kind, _help) in _DEFAULTS.items():
         value = raw.get(key, default)
@@ -542,15 +637,33 @@ def _load_study(study: str, overrides, build: bool) -> Study:
         if value is None and key == "initializers":
             raise StudyError(f"study {source}: 'initializers' is required; e.g. initializers: [xavier_normal, "
                              "kaiming_normal]")
+        if kind == "replication" and overridden & {"initializers", "activations"} and "replication" not in overridden:
+            value = _references_in_grid(value, values["initializers"], values["activations"])
         try:
             # Claims name initializers, which are converted before them (dict order).
-            values[key] = _claims(value, values["initializers"]) if kind == "claims" else _convert(key, kind, value)
+            values[key] = _claims(value, values["initializers"]) if kind == "claims" else \
+                _replication(value, values["initializers"], values["activations"]) if kind == "replication" else \
+                _sequential(value, values) if kind == "sequential" else \
+                _convert(key, kind, value)
         except StudyError as exc:
             raise StudyError(f"study {source}: {exc}") from None
     values["models"], model_options = values["models"]
     study = Study(**values, source=source, model_options=model_options, plugins=_plugin_identities(values))
     _check_grid(study, build)
     return study
+
+
+def _sequential(value, values: dict):
+    """The checked `sequential:` key (after seeds, alpha and claims): None keeps the fixed design."""
+    if value is None:
+        return None
+    from .sequential import check_plan
+
+    plan = check_plan(value, len(values["seeds"]), values["alpha"])
+    if not values["claims"]:
+        raise StudyError("sequential monitors the study's claims, and it declares none; add a claims: list or "
+                         "drop the sequential key")
+    return plan
 
 
 def _plugin_identities(values: dict) -> tuple:
@@ -650,11 +763,14 @@ class RunSpec:
     # (kind, name, identity) of each user plugin the run uses; left out of to_dict when empty, so built-in
     # runs keep their ids
     plugins: tuple[tuple[str, str, str], ...] = ()
+    eval_every: float = 1.0  # validation every this fraction of an epoch; left out of to_dict at 1, as plugins
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["model_params"] = dict(self.model_params)
         d["init"] = self.init.to_dict()
+        if self.eval_every == 1:
+            del d["eval_every"]
         if self.plugins:
             d["plugins"] = [list(p) for p in self.plugins]
         else:
@@ -700,7 +816,7 @@ def expand(study: Study) -> list[RunSpec]:
                                          init, seed, study.epochs, study.batch_size, study.optimizer,
                                          study.lr, study.momentum, study.weight_decay,
                                          plugins(("dataset", study.dataset), ("model", model),
-                                                 ("initializer", init.name))))
+                                                 ("initializer", init.name)), study.eval_every))
     return specs
 
 
@@ -714,9 +830,11 @@ _KIND_TEXT = {"name": "study name (letters, digits, . _ -)", "str": "text", "opt
               "optbool": "true, false or null", "dataset": "dataset name or plugin", "models": "list",
               "activations": "list of activation names", "initializers": "list", "seeds": "count or list of integers",
               "optimizer": " | ".join(OPTIMIZERS), "accelerator": " | ".join(ACCELERATORS),
-              "claims": "list of claims", "loggers": "list: " + ", ".join(LOGGERS), "loggers_dir": "path or null",
+              "claims": "list of claims", "replication": "list of published values", "loggers": "list: " + ", ".join(LOGGERS), "loggers_dir": "path or null",
+              "sequential": "mapping or null: looks, spending, futility",
               "int>0": "integer > 0", "int>=0": "integer >= 0", "float>0": "number > 0", "float>=0": "number >= 0",
-              "fraction": "fraction in (0, 1]"}
+              "fraction": "fraction in (0, 1]",
+              "eval_every": "1/k of an epoch: 1, 0.5, 0.25, 0.2, 0.1, ..."}
 
 
 def study_key_reference() -> list[dict]:

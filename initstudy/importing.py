@@ -1,21 +1,25 @@
 """Logs from any trainer, read with their own library, checked and stored as a tidy table for analysis.
 
 Formats (`read_logs`, detected from the path when not given):
-- `tidy` CSV: one row per run and epoch; columns `initializer`, `seed`, `epoch` (completed epochs, 0 = before
-  training), `val_acc` (a fraction in [0, 1]); optional `run`, `val_loss`, `train_loss`, `diverged`
-  (true/false, 1/0) and factor columns (`dataset`, `model`, ...), which define the cells.
+- `tidy` CSV: one row per run and evaluation; columns `initializer`, `seed`, `epoch` (completed epochs, 0 =
+  before training; fractions such as 2.25 for evaluations within an epoch), `val_acc` (a fraction in
+  [0, 1]); optional `run`, `val_loss`, `train_loss`, `diverged` (true/false, 1/0) and factor
+  columns (`dataset`, `model`, ...), which define the cells.
 - `wide` CSV: one column per metric (a W&B history export, say), renamed by `mapping`
   ({"val_acc": "val/acc", "run": "name", ...}); columns that name no standard field are not read.
 - `tensorboard`: a folder of runs, each folder holding event files being one run, read with tensorboard's
-  `EventAccumulator`; the step is the epoch (or step / steps_per_epoch).
+  `EventAccumulator`; the step is the epoch, or with steps_per_epoch the epoch is step / steps_per_epoch, a
+  fraction (rounded to 6 decimals) between whole epochs.
 - `lightning-csv`: Lightning CSVLogger folders (`version_N/metrics.csv`, `hparams.yaml`); Lightning's
-  0-based `epoch` column k becomes k + 1 completed epochs.
+  0-based `epoch` column k becomes k + 1 completed epochs; a column mapped to `epoch` is taken as given
+  (fractions allowed), the `step` column with steps_per_epoch as for tensorboard.
 - `mlflow`: a local tracking folder (`mlruns/`) read through `MlflowClient`.
 A run's initializer and seed come from `run_pattern` fields matched on its folder (or run) name, else from its
 logged hyperparameters; from folders, a run whose losses hold a NaN or infinity counts as diverged. A
 malformed log raises `ImportCSVError` naming the file, run or row and the fix; nothing is written then.
 An import goes into a free study name, or replaces an earlier import when asked; never into a trained
-study's folder.
+study's folder. Whole epochs are stored as ints, fractions as floats; the budget (default) is the last
+epoch rounded up to a whole epoch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import csv
 import hashlib
 import json
 import math
+import numbers
 import os
 import re
 from contextlib import contextmanager
@@ -139,10 +144,15 @@ def _bool(value, where: str) -> bool:
     raise ImportCSVError(f"{where}, column diverged: {value!r} is not true/false; use true, false, 1 or 0")
 
 
+def _epoch_text(x) -> str:
+    """1 for 1.0 (a float64 column of mixed whole and fractional epochs), 2.25 as is."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 def _check_tidy(raw: pd.DataFrame, src, where: list[str], factors: list[str]) -> pd.DataFrame:
     """Checked tidy frame from `raw` (str columns: REQUIRED, optional ones, factors); `where[i]` names row i."""
     out = pd.DataFrame(index=raw.index)
-    for col, integer in (("seed", True), ("epoch", True), ("val_acc", False),
+    for col, integer in (("seed", True), ("epoch", False), ("val_acc", False),
                          *((c, False) for c in OPTIONAL_NUMERIC if c in raw.columns)):
         values = []
         for i, v in raw[col].items():
@@ -154,9 +164,14 @@ def _check_tidy(raw: pd.DataFrame, src, where: list[str], factors: list[str]) ->
                 raise ImportCSVError(f"{src}: {where[i]}, column {col}: {v!r} is not a number; fix the value")
             if integer and (x != int(x) or x < 0):
                 raise ImportCSVError(f"{src}: {where[i]}, column {col}: {v!r} must be a non-negative integer")
+            if col == "epoch" and x < 0:
+                raise ImportCSVError(f"{src}: {where[i]}, column epoch: {v!r} is negative; give completed epochs "
+                                     "(0 = before training, fractions such as 2.25 allowed)")
             top = MAX_EPOCH if col == "epoch" else MAX_SEED
-            if integer and x > top:
+            if col in ("seed", "epoch") and x > top:
                 raise ImportCSVError(f"{src}: {where[i]}, column {col}: {v!r} is above {top}; fix the value")
+            if col == "epoch":  # whole epochs as ints, so integer logs give the same frame as ever
+                x = int(x) if x.is_integer() else x
             if col == "val_acc" and not 0 <= x <= 1:
                 raise ImportCSVError(f"{src}: {where[i]}, column val_acc: {v!r} is outside [0, 1]; give accuracy "
                                      "as a fraction, not a percentage")
@@ -198,7 +213,7 @@ def _check_tidy(raw: pd.DataFrame, src, where: list[str], factors: list[str]) ->
     if dup.any():
         i = dup.idxmax()
         raise ImportCSVError(f"{src}: {where[i]}, columns run/epoch: run {out.at[i, 'run']!r} has epoch "
-                             f"{out.at[i, 'epoch']} twice; keep one row per run and epoch")
+                             f"{_epoch_text(out.at[i, 'epoch'])} twice; keep one row per run and epoch")
     for c in OPTIONAL_NUMERIC:
         if c not in out.columns:
             out[c] = math.nan
@@ -259,25 +274,46 @@ def read_tidy_csv(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
 # ---- runs from folders: tensorboard, lightning-csv, mlflow -------------------------------------------------
 
-def _series(events, run: str, name: str, steps_per_epoch: int | None) -> dict[int, float]:
-    """[(step, value)] in logged order -> {epoch: value}; a step logged twice keeps its last value."""
-    out, last = {}, None
-    for step, value in events:
-        step = int(step)
+def _series(events, run: str, name: str, steps_per_epoch: int | None, shift: int = 0) -> dict[float, float]:
+    """[(step, value)] in logged order -> {epoch: value}; a step logged twice keeps its last value.
+
+    The epoch is step / steps_per_epoch rounded to 6 decimals (as the run store writes evaluation points),
+    else step + shift; an int when whole.
+    """
+    out, last, first_step = {}, None, {}
+    for logged, value in events:
+        try:  # integer steps stay exact (int64 steps beyond 2**53 would not survive a float)
+            step = int(logged) if isinstance(logged, numbers.Integral) else float(logged)
+        except (TypeError, ValueError):
+            step = math.nan
+        if not math.isfinite(step):
+            raise ImportCSVError(f"run {run!r}, {name}: step or epoch {str(logged)!r} is not a number; log it as a "
+                                 "number with each metric")
+        step = int(step) if float(step).is_integer() else step
         if last is not None and step < last:
             raise ImportCSVError(f"run {run!r}, {name}: step {step} comes after step {last}; steps must increase "
                                  "(a restarted run? keep one log per run)")
         last = step
         if steps_per_epoch:
-            if step % steps_per_epoch:
-                raise ImportCSVError(f"run {run!r}, {name}: step {step} is not a multiple of --steps-per-epoch "
-                                     f"{steps_per_epoch}; give the steps per epoch the run used")
-            step //= steps_per_epoch
-        out[step] = float(value)
+            if not isinstance(step, int):
+                raise ImportCSVError(f"run {run!r}, {name}: step {step} is not a whole number; --steps-per-epoch "
+                                     "counts whole steps: drop it if the column holds epochs")
+            epoch = round(step / steps_per_epoch, 6)
+            epoch = int(epoch) if epoch.is_integer() else epoch
+            if first_step.setdefault(epoch, step) != step:  # only with millions of steps per epoch
+                raise ImportCSVError(f"run {run!r}, {name}: steps {first_step[epoch]} and {step} both round to "
+                                     f"epoch {epoch}; log fewer evaluations per epoch")
+        else:
+            epoch = step + shift
+        try:
+            out[epoch] = float(value)
+        except (TypeError, ValueError):
+            raise ImportCSVError(f"run {run!r}, {name}: value {value!r} at step {step} is not a number; fix the "
+                                 "log") from None
     return out
 
 
-def _run_rows(run: str, series: dict[str, dict[int, float]], fields: dict[str, str]) -> list[dict]:
+def _run_rows(run: str, series: dict[str, dict[float, float]], fields: dict[str, str]) -> list[dict]:
     """One raw (str) tidy row per epoch with a val_acc; losses joined on the epoch (NaN when not logged)."""
     losses = [v for k, s in series.items() if k != "val_acc" for v in s.values()]
     diverged = any(not math.isfinite(v) for v in losses)  # a NaN or infinite loss
@@ -455,8 +491,8 @@ def _lightning(root: Path, mapping, regex, pattern, steps_per_epoch, read: list[
             logged = table[table[column].notna()]
             if logged[epoch_col].isna().any():
                 raise ImportCSVError(f"{f}: a row with {column} has no {epoch_col}; log the epoch with the metric")
-            series[key] = _series(zip(logged[epoch_col] + shift, logged[column]), run, f"column {column!r}",
-                                  steps_per_epoch if use_step else None)
+            series[key] = _series(zip(logged[epoch_col], logged[column]), run, f"column {column!r}",
+                                  steps_per_epoch if use_step else None, shift)
         rows += _run_rows(run, series, fields)
     return rows
 
@@ -572,7 +608,8 @@ def read_logs(path: str | Path, fmt: str | None = None, mapping: dict[str, str] 
 
     mapping: standard name -> the column, tag, metric or parameter holding it. run_pattern: fields matched on
     each run's folder (or MLflow run) name. steps_per_epoch: the logged step is divided by it to give the
-    epoch (it must divide evenly). A step logged twice keeps the value logged last.
+    epoch, fractional between whole epochs (step 10 of 40 = epoch 0.25). A step logged twice keeps the value
+    logged last.
     """
     given = path
     path = Path(path)
@@ -630,11 +667,13 @@ def import_logs(path: str | Path, runs_dir: str | Path, study: str, *, fmt: str 
     root = RunStore(runs_dir, study).root
     logs = read_logs(path, fmt, mapping, run_pattern, steps_per_epoch)
     tidy, factors = logs.tidy, logs.factors
-    budget = int(tidy["epoch"].max()) if budget_epochs is None else budget_epochs
+    top = tidy["epoch"].max()
+    budget = math.ceil(top) if budget_epochs is None else budget_epochs  # the analysis counts whole epochs
     if not 1 <= budget <= MAX_EPOCH:
         raise ImportCSVError(f"budget_epochs must be from 1 to {MAX_EPOCH}, got {budget}; pass --budget-epochs N")
-    if tidy["epoch"].max() > budget:
-        raise ImportCSVError(f"{path}: epochs run to {tidy['epoch'].max()} but --budget-epochs is {budget}; raise it")
+    if top > budget:
+        raise ImportCSVError(f"{path}: epochs run to {_epoch_text(top)} but --budget-epochs is {budget}; raise it "
+                             f"to {math.ceil(top)} or more")
     if (root / IMPORTED).exists() or (root / "import.json").exists():
         if not replace:
             raise ImportCSVError(f"{root} already holds imported logs; pass --replace to replace them, or choose "

@@ -57,13 +57,11 @@ def build_simple(in_channels: int, image_size: int, num_classes: int, activation
     """Two conv blocks (3x3 conv, activation, 2x2 max-pool) of 16 and 32 channels, then a linear head."""
     from torch import nn
 
-    from .nets import MaxPool2x2
-
     act = ACTIVATIONS[activation].make
     side = image_size // 4
     return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1), act(), MaxPool2x2(),
-        nn.Conv2d(16, 32, 3, padding=1), act(), MaxPool2x2(),
+        nn.Conv2d(in_channels, 16, 3, padding=1), act(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), act(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(32 * side * side, num_classes),
     )
 
@@ -79,8 +77,6 @@ def build_plain(in_channels: int, image_size: int, num_classes: int, activation:
     """
     from torch import nn
 
-    from .nets import MaxPool2x2
-
     act = ACTIVATIONS[activation].make
     pools = {min(2, depth), min(4, depth)} if image_size >= 16 else set()
     layers: list[nn.Module] = []
@@ -92,7 +88,7 @@ def build_plain(in_channels: int, image_size: int, num_classes: int, activation:
         layers.append(act())
         channels = out
         if i in pools:
-            layers.append(MaxPool2x2())
+            layers.append(nn.MaxPool2d(2))
             side //= 2
             out = out * 2 if widen else out
     layers += [nn.Flatten(), nn.Linear(channels * side * side, num_classes)]
@@ -180,8 +176,8 @@ def build_model(name: str, in_channels: int, image_size: int, num_classes: int, 
 
 
 def __getattr__(name: str):
-    """The layers of nets.py under their former home (`from initstudy.models import MaxPool2x2`)."""
-    if name in ("MaxPool2x2", "Scalar", "BasicBlock", "ResNet"):
+    """The layers of nets.py under their former home (`from initstudy.models import ResNet`)."""
+    if name in ("Scalar", "BasicBlock", "ResNet"):
         from . import nets
 
         return getattr(nets, name)

@@ -11,65 +11,6 @@ from torch import nn
 from .models import ACTIVATIONS
 
 
-def _quarters(x: torch.Tensor) -> list[torch.Tensor]:
-    """The four positions of every 2x2 window as strided views, in max_pool2d's scan order (row-major)."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    return [x[..., i:h:2, j:w:2] for i in (0, 1) for j in (0, 1)]
-
-
-def _max4(q: list[torch.Tensor]) -> torch.Tensor:
-    return torch.maximum(torch.maximum(q[0], q[1]), torch.maximum(q[2], q[3]))
-
-
-class _MaxPool2x2Fn(torch.autograd.Function):
-    """max_pool2d(x, 2) with torch's own backward, its indices found only when a backward needs them."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = _max4(_quarters(x))
-        ctx.save_for_backward(x, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, out = ctx.saved_tensors
-        q, w = _quarters(x), x.shape[-1]
-        # The index max_pool2d records: the window's first maximum in row-major order (its kernel keeps a
-        # candidate only when strictly greater). Ties matter: after a ReLU a window is often all zeros.
-        # Position k = 0..3 of the first maximum, in uint8: 0 if q0 is it, else 1 + (0 if q1, else 1 + ...).
-        k = (q[0] != out).to(torch.uint8) * (1 + (q[1] != out) * (1 + (q[2] != out).to(torch.uint8)))
-        offsets = torch.tensor([0, 1, w, w + 1], device=x.device)  # of position k from the window's corner
-        corners = (torch.arange(out.shape[-2], device=x.device).view(-1, 1) * (2 * w)
-                   + torch.arange(out.shape[-1], device=x.device) * 2)
-        index = offsets.index_select(0, k.view(-1).to(torch.int32)).view(k.shape) + corners
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False,
-                                                               index)
-
-
-class MaxPool2x2(nn.MaxPool2d):
-    """nn.MaxPool2d(2) with the same numbers and a faster forward on the CPU.
-
-    torch's CPU kernel scans each window element by element and writes an int64 index per output:
-    10-12% of a plain CNN's training step on one core and a quarter of its evaluation. The max of
-    four strided views is 8x faster; a backward finds the indices from the saved input and output
-    and hands them to torch's own backward kernel. Same numbers (tests/test_models.py): equal
-    outputs, gradients and trained weights bit for bit. Two edge cases differ: a zero maximum may
-    come out as -0.0 where torch gives 0.0 or back (equal values, and the tests train equal weights
-    from all-zero ones and with BatchNorm), and a NaN input may send its NaN gradient to another
-    position of its window (the run diverges either way).
-    """
-
-    def __init__(self):
-        super().__init__(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dim() != 4:
-            return super().forward(x)
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _MaxPool2x2Fn.apply(x)
-        return _max4(_quarters(x))
-
-
 class Scalar(nn.Module):
     """A learnable scalar added (`mode="bias"`) or multiplied (`"scale"`): Fixup's extra parameters.
 

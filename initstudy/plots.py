@@ -410,29 +410,75 @@ def critical_difference(ranks: dict[str, float], pairwise, alpha: float, n_block
     k = len(order)
     ranked = sorted(order, key=lambda a: ranks[a])
     half = (k + 1) // 2
-    fig = Figure(figsize=(7, 0.9 + 0.28 * half + 0.2 * k), layout="constrained")
-    ax = fig.subplots()
-    ax.set_xlim(0.5, k + 0.5)
-    ax.hlines(0, 1, k, color="black", linewidth=1)
+    groups = cliques(order, ranks, pairwise, alpha)
+    labels = {a: f"{a} ({ranks[a]:.2f})" for a in ranked}
+    # Coordinates in inches: labels sit outside the rank scale, each in its own row below every clique bar,
+    # so no label meets a bar or another arm's leader line however many arms there are.
+    width, fontsize = 7.0, 8 if k <= 16 else 7
+    margin = min(2.6, 0.25 + 0.6 * fontsize / 72 * max(len(t) for t in labels.values()))  # one side's labels
+    scale = width - 2 * margin - 0.2
+    x_of = (lambda r: margin + 0.1 + scale * (r - 1) / (k - 1)) if k > 1 else (lambda r: width / 2)
+    row_h, bar_h = 0.2 if k <= 16 else 0.17, 0.09
+    top = -0.12 - bar_h * max(len(groups), 1) - 0.12  # the first label row, under the bars
+    height = 0.55 - top + row_h * max(half, k - half)
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(top - row_h * max(half, k - half) - 0.05, 0.5)
+    ax.hlines(0, x_of(1), x_of(k), color="black", linewidth=1)
+    step = max(1, -(-k // 12))  # at most about a dozen numbered ticks
     for r in range(1, k + 1):
-        ax.vlines(r, 0, 0.12, color="black", linewidth=1)
-        ax.text(r, 0.2, str(r), ha="center", va="bottom", fontsize=8)
+        ax.vlines(x_of(r), 0, 0.06 if (r - 1) % step else 0.1, color="black", linewidth=1)
+        if (r - 1) % step == 0 or r == k:
+            ax.text(x_of(r), 0.12, str(r), ha="center", va="bottom", fontsize=fontsize)
     for n, arm in enumerate(ranked):
         left = n < half
         row = n if left else k - 1 - n
-        y = -0.45 - 0.35 * row
-        x_text = 0.55 if left else k + 0.45
+        y = top - row_h * row
+        x_end = margin if left else width - margin
         st = style(order.index(arm))
-        ax.plot([ranks[arm], ranks[arm], x_text], [0, y, y], color="0.25", linewidth=0.9)
-        ax.plot(ranks[arm], 0, marker=st["marker"], color=st["color"], markeredgecolor="black", markersize=6,
-                linestyle="none")
-        ax.text(x_text, y + 0.05, f"{arm} ({ranks[arm]:.2f})", ha="left" if left else "right", va="bottom",
-                fontsize=8)
-    for m, group in enumerate(cliques(order, ranks, pairwise, alpha)):
-        lo, hi = ranks[group[0]], ranks[group[-1]]
-        ax.hlines(-0.15 - 0.1 * m, lo - 0.03, hi + 0.03, color="black", linewidth=3)
-    ax.set_ylim(-0.45 - 0.35 * max(half, k - half) - 0.1, 0.6)
+        ax.plot([x_of(ranks[arm]), x_of(ranks[arm]), x_end], [0, y, y], color="0.25", linewidth=0.8)
+        ax.plot(x_of(ranks[arm]), 0, marker=st["marker"], color=st["color"], markeredgecolor="black",
+                markersize=5, linestyle="none")
+        ax.text(x_end - 0.05 if left else x_end + 0.05, y, labels[arm], ha="right" if left else "left",
+                va="center", fontsize=fontsize)
+    for m, group in enumerate(groups):
+        lo, hi = x_of(ranks[group[0]]), x_of(ranks[group[-1]])
+        ax.hlines(-0.12 - bar_h * m - bar_h / 2, lo - 0.04, hi + 0.04, color="black", linewidth=2.5)
     ax.axis("off")
-    ax.set_title(f"Mean rank of final accuracy over {n_blocks} seeds (1 = best); bars: no Holm-adjusted "
-                 f"difference at alpha {alpha:g}", fontsize=8)
+    ax.text(width / 2, 0.48, f"Mean rank of final accuracy over {n_blocks} seeds (1 = best); bars: no Holm-adjusted "
+            f"difference at alpha {alpha:g}", ha="center", va="top", fontsize=fontsize)
+    return fig
+
+
+@_figure
+def sequential_paths(design: dict, tests: list[dict]) -> Figure:
+    """Each claim test's signed z (positive: the claim's direction) against the group-sequential bounds, look by
+    look. `design`: Design.to_dict(); `tests`: dicts with label, z_by_look and crossed."""
+    looks, bounds = design["looks"], [b if b is not None else np.nan for b in design["bounds"]]
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(looks, bounds, color="black", linewidth=1.2, marker="_", markersize=10, label="efficacy bounds ±c_k")
+    ax.plot(looks, [-b for b in bounds], color="black", linewidth=1.2, marker="_", markersize=10)
+    if design.get("futility") is not None and len(looks) > 1:
+        f = design["futility"]
+        ax.fill_between(looks[:-1], [-f] * (len(looks) - 1), [f] * (len(looks) - 1), color="0.85",
+                        label=f"futility region |z| < {f:g} (non-binding)")
+    ax.axhline(0, color="0.6", linewidth=0.6)
+    step = 0.012 * (looks[-1] - looks[0]) if len(tests) > 1 else 0.0  # apart, so that equal paths both show
+    for n, t in enumerate(tests):
+        st = style(n)
+        zs = t["z_by_look"]
+        x = [v + (n - (len(tests) - 1) / 2) * step for v in looks[:len(zs)]]
+        ax.plot(x, zs, color=st["color"], marker=st["marker"], linestyle=st["linestyle"],
+                markersize=5, markeredgecolor="black", markeredgewidth=0.3, label=displayable(t["label"]))
+        if t["crossed"] in ("upper", "lower"):
+            ax.plot([x[-1]], [zs[-1]], marker="o", markersize=11, markerfacecolor="none",
+                    markeredgecolor=st["color"], linewidth=0)
+    ax.set_xticks(looks)
+    ax.set_xlabel("seeds per arm at the look", fontsize=8)
+    ax.set_ylabel("z (positive: the claim's direction)", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    fig.legend(loc="outside right center", fontsize=7, frameon=False)
     return fig

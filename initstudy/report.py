@@ -25,7 +25,7 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -40,9 +40,11 @@ from .config import Study, expand, model_params_for
 from .data import PROBE_IMAGES
 from .errors import ReportError
 from .initializers import bias_policy, resolve_gain
-from .pipeline import Analysis, analyze_study, in_cell
+from .pipeline import (Analysis, analyze_study, in_cell, replay_sequential, sequential_summary,
+                       sequential_verdicts)
+from .replication import ReplicationRow, arm_text, replication_rows
 from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, write_json
-from .sweep import study_dict
+from .sweep import planned_specs, study_dict
 
 
 
@@ -66,6 +68,11 @@ def figure_uri(fig) -> str:
 
 def fmt(x, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_epochs(x) -> str:
+    """An epoch count: 3, 2.25 (fractions when evaluation is finer than an epoch)."""
+    return "–" if x is None else f"{round(x, 2):g}"
 
 
 def fmt_p(p) -> str:
@@ -244,7 +251,8 @@ def methods(study: Study) -> dict:
         f", learning rate {study.lr:g} (constant), weight decay {study.weight_decay:g}"
     return {"dataset": dataset_description(study.dataset), "models": models, "initializers": inits,
             "activations": ", ".join(study.activations), "seeds": ", ".join(map(str, study.seeds)),
-            "n_seeds": len(study.seeds), "epochs": study.epochs, "batch_size": study.batch_size,
+            "n_seeds": len(study.seeds), "epochs": study.epochs, "eval_every": study.eval_every,
+            "batch_size": study.batch_size,
             "optimizer": optimizer, "threshold": study.threshold, "alpha": study.alpha}
 
 
@@ -265,6 +273,7 @@ def render(context: dict, folder: Path | None = None) -> str:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["fmt_p"] = fmt_p
+    env.filters["fmt_epochs"] = fmt_epochs
     env.filters["as_dict"] = lambda x: x.to_dict() if hasattr(x, "to_dict") else dict(x)
     env.filters["cell"] = table_cell
     env.filters["header"] = lambda key: HEADERS.get(key, key.replace("_", " "))
@@ -518,9 +527,16 @@ class Report:
     print_html: str  # the same report with the CSV links pointing at the files beside it (for the PDF)
     tidy_csv: str  # per-epoch rows behind every figure
     diagnostics_csv: str  # per-layer init diagnostics behind the signal figures
+    replication: tuple[ReplicationRow, ...] | None = None  # a study's published values beside its own; None: logs
+    sequential: dict | None = None  # a sequential study's design and decisions (pipeline.sequential_summary)
 
     def results_dict(self) -> dict:
-        return {**self.results.to_dict(), "claims": [v.to_dict() for v in self.claims]}
+        d = {**self.results.to_dict(), "claims": [v.to_dict() for v in self.claims]}
+        if self.replication is not None:
+            d["replication"] = [r.to_dict() for r in self.replication]
+        if self.sequential is not None:
+            d["sequential"] = self.sequential
+        return d
 
 
 def cell_sections(results: Results, tidy: pd.DataFrame, order: list[str], diag: pd.DataFrame
@@ -590,7 +606,7 @@ def shared_context(results: Results, verdicts: tuple[ClaimVerdict, ...], cells: 
 
 
 def render_both(context: dict, results: Results, verdicts: tuple[ClaimVerdict, ...], tidy: pd.DataFrame,
-                diag: pd.DataFrame) -> Report:
+                diag: pd.DataFrame, replication: tuple[ReplicationRow, ...] | None = None) -> Report:
     """The Report: the HTML with the CSVs inlined, and again for print with links to the files beside it."""
     tidy_csv = tidy.to_csv(index=False)
     diag_csv = diag.to_csv(index=False) if not diag.empty else ""
@@ -598,29 +614,101 @@ def render_both(context: dict, results: Results, verdicts: tuple[ClaimVerdict, .
     html = render({**context, "numbering": Numbering(), "csv": links, "for_print": False})
     files = {"tidy": "tidy.csv", "diagnostics": "diagnostics.csv" if diag_csv else None}
     print_html = render({**context, "numbering": Numbering(), "csv": files, "for_print": True})
-    return Report(results, verdicts, html, print_html, tidy_csv, diag_csv)
+    return Report(results, verdicts, html, print_html, tidy_csv, diag_csv, replication)
 
 
 def build_report(study: Study, runs_dir: str | Path, command: str | None = None) -> Report:
-    results, tidy, factor_columns, missing = analyze_study(study, runs_dir)
+    state = specs = None
+    if study.sequential is not None:  # the runs its looks asked for; verdicts from its recorded decisions
+        state = replay_sequential(study, runs_dir)
+        specs = planned_specs(study, state.to_record())
+    results, tidy, factor_columns, missing = analyze_study(study, runs_dir, specs)
     order = [i.label for i in study.initializers]
     store = RunStore(runs_dir, study.name)
-    specs = expand(study)
+    specs = expand(study) if specs is None else specs
     diag = diagnostics_frame(specs, store)
     cells, finals = cell_sections(results, tidy, order, diag)
     verdicts = evaluate_claims(study.claims, results, finals)
+    sequential = None
+    if state is not None:
+        verdicts = sequential_verdicts(verdicts, state)
+        sequential = sequential_summary(study, state, len(specs) - len(missing), len(study.initializers),
+                                        len(results.cells))
+    replication = replication_rows(study.replication, results, {s.label: arm_text(s) for s in study.initializers},
+                                   verdicts)
     runs, statuses, devices, invalid, run_versions = runs_table(specs, store)
     blob = json.dumps(study_dict(study), sort_keys=True, default=str)
     context = {
         **shared_context(results, verdicts, cells, order),
-        "study": study, "methods": methods(study), "imported": None, "target_effect": study.target_effect,
+        "study": study, "methods": methods(study), "imported": None,
+        "replication": replication_context(replication), "target_effect": study.target_effect,
         "probe_images": PROBE_IMAGES, "n_runs": len(specs), "n_missing": len(missing),
         "statuses": statuses, "devices": devices, "runs": runs, "run_groups": run_groups(runs),
         "threats": threats(study, results, len(missing), invalid, run_versions), "run_versions": run_versions,
         "study_hash": hashlib.sha256(blob.encode()).hexdigest()[:12],
         "command": command or f"initstudy train --study {study.source} && initstudy report --study {study.source}",
+        "sequential": sequential_context(sequential) if sequential else None,
     }
-    return render_both(context, results, verdicts, tidy, diag)
+    if sequential:
+        context["threats"].append(
+            "Sequential design: cells stopped at different looks, so they rest on different numbers of seeds, and an "
+            "effect estimated at an early stop tends to overstate the effect (it stopped because it looked large); "
+            "the repeated confidence intervals and stage-wise p-values account for the looks, the cell tables' "
+            "intervals do not.")
+    report = render_both(context, results, verdicts, tidy, diag, replication)
+    return replace(report, sequential=sequential)
+
+
+def sequential_context(seq: dict) -> dict:
+    """Template rows of the Methods' sequential design and of the claims' decisions, and the z-path figure."""
+    design = seq["design"]
+    bounds = []
+    if design:
+        for k, n in enumerate(design["looks"]):
+            bounds.append({"look": k + 1, "seeds": n, "fraction": design["fractions"][k], "spent": design["spent"][k],
+                           "bound": design["bounds"][k],
+                           "futility": seq["futility"] if k < len(design["looks"]) - 1 else None})
+    tests = []
+    varying = [k for k in dict.fromkeys(k for t in seq["tests"] for k in t["cell"])
+               if len({str(t["cell"].get(k)) for t in seq["tests"]}) > 1]  # the legend names only what differs
+    for t in seq["tests"]:
+        where = ", ".join(f"{k} {t['cell'][k]}" for k in varying if t["cell"].get(k, NOT_APPLICABLE) != NOT_APPLICABLE)
+        tests.append({**t, "label": f"claim {t['claim']}" + (f": {where}" if where else ""),
+                      "title": _factors_title(t["cell"])})
+    figure = figure_uri(plots.sequential_paths(design, tests)) if design and tests else None
+    return {**seq, "bounds": bounds, "rows": tests, "figure": figure}
+
+
+def replication_context(rows: tuple[ReplicationRow, ...]) -> dict:
+    """The replication table: one row per published value, one column per cell holding our mean, rank and the
+    claims' verdicts there; mapping notes as numbered footnotes. Empty dict without references."""
+    if not rows:
+        return {}
+    varying = [k for k in dict.fromkeys(k for r in rows for k in r.factors)
+               if len({r.factors.get(k) for r in rows}) > 1]  # a cell's header names only what differs
+    def cell_key(factors):
+        return tuple(sorted((k, str(v)) for k, v in factors.items()))
+    cells = {}
+    for r in rows:
+        cells.setdefault(cell_key(r.factors), ", ".join(str(r.factors[k]) for k in varying) if varying
+                         else _factors_title(r.factors))
+    by_ref, notes = {}, []
+    for r in rows:
+        ref = r.reference
+        if ref not in by_ref:
+            if ref.mapping:
+                notes.append(ref.mapping)
+            printed = f"{ref.mean:.3f}" + (f" [{ref.low:.3f}, {ref.high:.3f}]" if ref.low is not None else "")
+            by_ref[ref] = {"reference": ref, "arm": r.arm, "printed": printed,
+                           "runs": "–" if ref.runs is None else ref.runs,
+                           "note": len(notes) if ref.mapping else None, "cells": {}}
+        by_ref[ref]["cells"][cell_key(r.factors)] = {
+            "row": r, "ours": fmt(r.mean) + (f" [{fmt(r.ci[0])}, {fmt(r.ci[1])}]" if r.ci[0] is not None else ""),
+            "claims": [{"mark": VERDICT_MARK[c.verdict], "verdict": c.verdict, "claim": c.claim,
+                        "number": c.number} for c in r.claims]}
+    table = [{**v, "cells": [v["cells"].get(k) for k in cells]} for v in by_ref.values()]
+    return {"cells": list(cells.values()), "rows": table, "notes": notes, "n_values": len(rows),
+            "sources": list(dict.fromkeys(r.reference.source for r in rows))}
 
 
 # ---------------------------------------------------------------- imported logs and data frames
@@ -683,7 +771,7 @@ def imported_runs(tidy: pd.DataFrame, factors: tuple[str, ...]) -> list[dict]:
         rows.append({"id": run, "cell": ", ".join(str(first[f]) for f in factors) or "–",
                      "initializer": first["initializer"], "seed": int(first["seed"]),
                      "status": "diverged" if bool(first["diverged"]) else "logged",
-                     "seconds": None, "version": None, "epochs": int(g["epoch"].max())})
+                     "seconds": None, "version": None, "epochs": fmt_epochs(float(g["epoch"].max()))})
     return rows
 
 

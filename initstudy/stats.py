@@ -93,8 +93,14 @@ class Comparison:
 
 # ---------------------------------------------------------------- epochs-to-threshold (censored)
 
+def _epoch(t) -> int | float:
+    """An epoch as an int when whole, else a float: 2, 2.25."""
+    t = float(t)
+    return int(t) if t.is_integer() else t
+
+
 def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
-    """(points [(epoch, S(epoch))] for 0..budget, median, (median CI low, high)).
+    """(points [(epoch, S(epoch))] for 0..budget and the event times, median, (median CI low, high)).
 
     S is the probability of not yet having reached the threshold; the median is
     the first epoch with S <= 0.5 (None when never; R's survfit takes the midpoint
@@ -102,8 +108,11 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
     on the log-log scale, as R's survfit(conf.type = "log-log") (not R's default
     "log"); an upper limit that would fall where S = 0 is None, as R's NA.
     """
+    # Points at every whole epoch and every event time (fractions of an epoch with eval_every < 1).
+    grid = sorted(set(range(budget + 1)) | {_epoch(t) for t in np.asarray(time)[np.asarray(event) == 1]
+                                             if t <= budget})
     if event.sum() == 0:
-        return tuple((e, 1.0) for e in range(budget + 1)), None, (None, None)
+        return tuple((e, 1.0) for e in grid), None, (None, None)
     sf = SurvfuncRight(time, event)
     times, probs = np.asarray(sf.surv_times), np.asarray(sf.surv_prob)
 
@@ -111,7 +120,7 @@ def kaplan_meier(time: np.ndarray, event: np.ndarray, budget: int):
         idx = np.searchsorted(times, t, side="right") - 1
         return 1.0 if idx < 0 else float(probs[idx])
 
-    points = tuple((e, s_at(e)) for e in range(budget + 1))
+    points = tuple((e, s_at(e)) for e in grid)
     below = [e for e, s in points if s <= 0.5 + 1e-12]
     median = float(below[0]) if below else None
     try:

@@ -78,26 +78,32 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def history_problem(history, status: str, diverged_epoch=None, epochs=None) -> str | None:
+def history_problem(history, status: str, diverged_epoch=None, epochs=None, eval_every=1) -> str | None:
     """Why `history` (a run's parsed metrics.json) is not a usable record of a `status` run, or None if it is.
 
-    Rows are dicts with epochs 0, 1, 2, ... in order, a val_acc in [0, 1] and finite losses or null; a done
-    run has every epoch of its budget `epochs` (when known). A diverged run stops before its first
-    non-finite row, so its history may end early or be empty (a loss already non-finite at epoch 0); rows
-    from `diverged_epoch` on may hold null or non-finite values.
+    Rows are dicts with epochs 0, e, 2e, ... in order (e = `eval_every`, 1/k of an epoch; whole epochs are
+    integers), a val_acc in [0, 1] and finite losses or null; a done run has every point of its budget
+    `epochs` (when known). A diverged run stops before its first non-finite row, so its history may end early
+    or be empty (a loss already non-finite at epoch 0); rows from `diverged_epoch` on may hold null or
+    non-finite values.
     """
     if not isinstance(history, list):
         return f"metrics.json holds {type(history).__name__}, not a list of per-epoch rows"
     if not history and status != "diverged":
         return "metrics.json has no epochs"
+    if not _is_number(eval_every) or not 0 < eval_every <= 1:
+        return f"config.json has eval_every {eval_every!r}, not a fraction of an epoch"
+    per_epoch = round(1 / eval_every)
     for i, row in enumerate(history):
         if not isinstance(row, dict):
             return f"metrics.json row {i} is {type(row).__name__}, not a mapping"
         epoch = row.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch != i:
-            return f"metrics.json row {i} has epoch {epoch!r}; epochs must be 0, 1, 2, ... in order"
+        if not _is_number(epoch) or abs(epoch - i / per_epoch) > 1e-6 or i % per_epoch == 0 and \
+                not isinstance(epoch, int):
+            steps = ", ".join(str(eval_point(j, per_epoch)) for j in range(1, 3))
+            return f"metrics.json row {i} has epoch {epoch!r}; epochs must be 0, {steps}, ... in order"
         after = status == "diverged" and (diverged_epoch is None and i == len(history) - 1
-                                          or isinstance(diverged_epoch, int) and epoch >= diverged_epoch)
+                                          or _is_number(diverged_epoch) and epoch >= diverged_epoch)
         for key in ("val_acc", "val_loss", "train_loss"):
             value = row.get(key)
             if after and (value is None or _is_number(value) and not math.isfinite(value)):
@@ -105,12 +111,18 @@ def history_problem(history, status: str, diverged_epoch=None, epochs=None) -> s
             if key != "val_acc" and value is None:
                 continue
             if not _is_number(value) or not math.isfinite(value):
-                return f"metrics.json epoch {i}: {key} is {value!r}, not a finite number"
+                return f"metrics.json epoch {epoch}: {key} is {value!r}, not a finite number"
             if key == "val_acc" and not 0 <= value <= 1:
-                return f"metrics.json epoch {i}: val_acc is {value!r}, outside [0, 1]"
-    if status == "done" and isinstance(epochs, int) and len(history) != epochs + 1:
-        return f"metrics.json ends at epoch {len(history) - 1} but the run was done after {epochs} epochs"
+                return f"metrics.json epoch {epoch}: val_acc is {value!r}, outside [0, 1]"
+    if status == "done" and isinstance(epochs, int) and len(history) != epochs * per_epoch + 1:
+        last = history[-1].get("epoch")
+        return f"metrics.json ends at epoch {last} but the run was done after {epochs} epochs"
     return None
+
+
+def eval_point(j: int, per_epoch: int):
+    """The epoch of evaluation point j when there are `per_epoch` a epoch: an int at whole epochs."""
+    return j // per_epoch if j % per_epoch == 0 else round(j / per_epoch, 6)
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ class RunStore:
         if not isinstance(files["config.json"], dict):
             return None, "config.json is not a mapping"
         reason = history_problem(files["metrics.json"], status, info.get("diverged_epoch"),
-                                 files["config.json"].get("epochs"))
+                                 files["config.json"].get("epochs"), files["config.json"].get("eval_every", 1))
         if reason:
             return None, reason
         return RunRecord(run_id, files["config.json"], status, tuple(files["metrics.json"]),
@@ -295,7 +307,7 @@ def tidy_frame(specs: list[RunSpec], store: RunStore):
             [{"epoch": 0, "val_acc": math.nan}]
         for r in history:
             rows.append({"run": spec.run_id, **factors, "initializer": spec.init.label, "seed": spec.seed,
-                         "epoch": int(r["epoch"]), "val_acc": r["val_acc"], "val_loss": r.get("val_loss"),
+                         "epoch": r["epoch"], "val_acc": r["val_acc"], "val_loss": r.get("val_loss"),
                          "train_loss": r.get("train_loss"), "diverged": diverged})
     return pd.DataFrame(rows), columns, missing
 

@@ -12,6 +12,7 @@ each finished run to those Lightning loggers (`send_to_loggers`).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import statistics
@@ -21,7 +22,7 @@ from typing import Iterator
 
 from .config import RunSpec, Study, expand
 from .executors import InProcess, Outcome
-from .store import FINISHED, RunStore, run_version
+from .store import FINISHED, RunStore, cell_factors, factor_columns, run_version
 
 COUNTED = ("done", "diverged", "failed", "invalid", "pending")
 
@@ -54,11 +55,12 @@ def study_dict(study: Study) -> dict:
     return d
 
 
-def plan(study: Study, runs_dir: str | Path, retry_failed: bool = False) -> Plan:
-    """What `train` would do now: unfinished runs are trained; failed ones only with `retry_failed`."""
+def plan(study: Study, runs_dir: str | Path, retry_failed: bool = False, specs: list[RunSpec] | None = None) -> Plan:
+    """What `train` would do now: unfinished runs are trained; failed ones only with `retry_failed`. `specs`:
+    the runs to consider (default: the whole grid; a sequential look: its own)."""
     store = RunStore(runs_dir, study.name)
     todo, failed, finished = [], [], 0
-    for spec in expand(study):
+    for spec in expand(study) if specs is None else specs:
         if store.is_finished(spec.run_id):
             finished += 1
         elif store.status(spec.run_id) == "failed" and not retry_failed:
@@ -84,7 +86,8 @@ def log_folder(study: Study, runs_dir: str | Path, kind: str, spec: RunSpec) -> 
 
 
 def send_to_loggers(study: Study, runs_dir: str | Path, spec: RunSpec, history: list[dict]) -> None:
-    """Hand a finished run's hyperparameters and per-epoch metrics (step = epoch) to the study's Lightning loggers.
+    """Hand a finished run's hyperparameters and metrics (step = evaluation: epoch x evaluations an epoch) to the
+    study's Lightning loggers.
 
     The driver does it when the run's outcome arrives, so every executor logs alike and nodes of a Ray
     cluster need no shared folder. A run trained again replaces its earlier logs.
@@ -101,9 +104,10 @@ def send_to_loggers(study: Study, runs_dir: str | Path, spec: RunSpec, history: 
         else:
             logger = CSVLogger(str(folder.parent), name=folder.name, version="")
         logger.log_hyperparams(hparams)
+        per_epoch = round(1 / spec.eval_every)  # the step counts evaluations: import with steps_per_epoch
         for row in history:
             logger.log_metrics({k: row[k] for k in ("val_acc", "val_loss", "train_loss") if k in row},
-                               step=int(row["epoch"]))
+                               step=round(row["epoch"] * per_epoch))
         logger.finalize("success")
 
 
@@ -151,8 +155,9 @@ class StudyStatus:
         return asdict(self)
 
 
-def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
-    """Counts by status of the study's runs, the failures' reasons, and the estimated time left.
+def sweep_status(study: Study, runs_dir: str | Path, specs: list[RunSpec] | None = None) -> StudyStatus:
+    """Counts by status of the study's runs (`specs`, default the whole grid), the failures' reasons, and the
+    estimated time left.
 
     The estimate assumes the pace of the last `train`: median seconds of the finished runs,
     divided by how many runs that train had going at once.
@@ -160,7 +165,7 @@ def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
     store = RunStore(runs_dir, study.name)
     counts = dict.fromkeys(COUNTED, 0)
     running, failures, invalid, versions, seconds, last = 0, [], [], {}, [], (0.0, 1)
-    for spec in expand(study):
+    for spec in expand(study) if specs is None else specs:
         info = store.info(spec.run_id)
         state = info.get("status")
         reason = store.invalid_reason(spec.run_id) if state in FINISHED else None
@@ -189,3 +194,67 @@ def sweep_status(study: Study, runs_dir: str | Path) -> StudyStatus:
     elif seconds:
         eta = round(todo * statistics.median(seconds) / max(1, last[1]), 1)
     return StudyStatus(sum(counts.values()), counts, running, failures, eta, invalid, versions)
+
+
+# ---------------------------------------------------------------- group-sequential studies: which runs a look needs
+
+SEQUENTIAL_FILE = "sequential.json"  # in the study's folder: the design and every look's decisions
+
+
+def cell_key(factors: dict) -> str:
+    """A cell's factors as one JSON text: how the sequential record names a cell."""
+    return json.dumps(factors, sort_keys=True, default=str)
+
+
+def spec_cells(study: Study) -> list[tuple[RunSpec, str]]:
+    """Every run of the grid with its cell's key (factor columns of the whole grid, as the analysis has them)."""
+    specs = expand(study)
+    columns = factor_columns(specs)
+    return [(s, cell_key(cell_factors(s, columns))) for s in specs]
+
+
+def look_specs(study: Study, look: int, cells: set[str] | None = None) -> list[RunSpec]:
+    """The runs look `look` (0-based) of a sequential study needs: its first seeds in the cells `cells` (keys;
+    None: every cell)."""
+    seeds = set(study.seeds[:study.sequential.looks[look]])
+    return [s for s, key in spec_cells(study) if s.seed in seeds and (cells is None or key in cells)]
+
+
+def read_sequential(runs_dir: str | Path, study: str) -> dict | None:
+    """The recorded design and decisions of a sequential study, or None before its first look."""
+    path = RunStore(runs_dir, study).root / SEQUENTIAL_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        from .errors import StoreError
+
+        raise StoreError(f"{path} cannot be read ({exc}); delete it and run `initstudy train` again, which "
+                         "decides every look again from the finished runs") from None
+
+
+def continuing_cells(record: dict | None) -> set[str] | None:
+    """Cells whose claim tests are not all decided after the recorded looks (None: no look yet, every cell)."""
+    if not record or not record.get("looks"):
+        return None
+    last = record["looks"][-1]
+    return {t["key"] for t in last["tests"] if t["decision"]["action"] == "continue"}
+
+
+def planned_specs(study: Study, record: dict | None) -> list[RunSpec]:
+    """The runs a sequential study has asked for so far: in each cell its seeds up to the last look it was
+    analysed at, and for the cells that go on, the next look's."""
+    looks = study.sequential.looks
+    upto: dict[str, int] = {}
+    for k, look in enumerate((record or {}).get("looks", [])):
+        for key in look["cells"]:
+            upto[key] = k
+    going = continuing_cells(record)
+    done = len((record or {}).get("looks", []))
+    out = []
+    for spec, key in spec_cells(study):
+        k = 0 if going is None else min(done, len(looks) - 1) if key in going else upto.get(key)
+        if k is not None and spec.seed in study.seeds[:looks[k]]:
+            out.append(spec)
+    return out

@@ -30,6 +30,23 @@ def test_lightning_path_equals_raw_loop(overrides):
     assert ours.final_sha256 == weights_sha256(net) != ours.init_sha256
 
 
+def test_raw_loop_trains_channels_last_on_the_cpu_and_the_naive_loop_nchw():
+    """The ratio compares like kernels (initstudy's), the speedup initstudy's against torch's default layout;
+    both loops train the same run, to the same numbers up to float32 rounding."""
+    spec = expand(load_study("smoke", ["seeds=[2]", "initializers=[kaiming_normal]", "epochs=2"]))[0]
+    ours = train_run(spec, None, "cpu")
+    history, raw = raw_run(spec)
+    naive_history, naive = raw_run(spec, naive=True)
+    conv = [m.weight for m in raw.modules() if isinstance(m, torch.nn.Conv2d)][1]  # 16 -> 32 channels
+    naive_conv = [m.weight for m in naive.modules() if isinstance(m, torch.nn.Conv2d)][1]
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert naive_conv.is_contiguous()
+    assert ours.history == history and ours.final_sha256 == weights_sha256(raw) != weights_sha256(naive)
+    for a, b in zip(history, naive_history):
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=0.02)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+
+
 def test_lightning_takes_one_step_an_epoch_and_counts_every_optimizer_step():
     """The speed of the training path rests on Lightning's per-step loop running once an epoch: a train loader
     Lightning read as several loaders (a plain list did) would silently step per minibatch again."""
@@ -108,12 +125,12 @@ def test_synthetic_store_has_1000_runs_and_analyses(tmp_path):
 
 
 def test_targets_are_checked_both_ways():
-    good = {"device": "cpu", "ratio": 0.97, "per_run_overhead_s": 0.1, "analyze_1000_runs_s": 5,
+    good = {"device": "cpu", "ratio": 0.97, "speedup_vs_naive": 1.6, "per_run_overhead_s": 0.1, "analyze_1000_runs_s": 5,
             "report_1000_runs_s": 9, "report_pdf_1000_runs_s": 20, "report_imported_1000_runs_s": 9}
     assert all(check_targets(good).values())
-    bad = {**good, "ratio": 0.9, "per_run_overhead_s": 0.2, "report_pdf_1000_runs_s": 61,
+    bad = {**good, "ratio": 0.9, "speedup_vs_naive": 1.4, "per_run_overhead_s": 0.2, "report_pdf_1000_runs_s": 61,
            "report_imported_1000_runs_s": 61}
-    assert check_targets(bad) == {"ratio": False, "per_run_overhead_s": False, "analyze_1000_runs_s": True,
+    assert check_targets(bad) == {"ratio": False, "speedup_vs_naive": False, "per_run_overhead_s": False, "analyze_1000_runs_s": True,
                                   "report_1000_runs_s": True, "report_pdf_1000_runs_s": False,
                                   "report_imported_1000_runs_s": False}
 
@@ -123,6 +140,7 @@ def test_gpu_targets_replace_the_cpu_ones_on_cuda():
            "packed_init_identical": True, "analyze_1000_runs_s": 5, "report_1000_runs_s": 9,
            "report_pdf_1000_runs_s": 20, "report_imported_1000_runs_s": 9}
     assert all(check_targets(gpu).values())  # the CPU's per-run overhead bound does not apply
+    assert "speedup_vs_naive" not in check_targets(gpu)  # a GPU trains NCHW, as the naive loop does
     ok = check_targets({**gpu, "packed_speedup": 3.0, "packed_init_identical": False})
     assert not ok["packed_speedup"] and not ok["packed_init_identical"] and ok["ratio"]
 

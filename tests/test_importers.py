@@ -272,10 +272,88 @@ def test_bad_options(tmp_path, capsys, args, message):
     fails(capsys, tmp_path, [str(src), *args], message)
 
 
-def test_steps_not_a_multiple_of_steps_per_epoch(tmp_path, capsys):
-    src = write_tb(tmp_path / "tb")
-    fails(capsys, tmp_path, [str(src), "--run-pattern", "{initializer}-s{seed}", "--steps-per-epoch", "2"],
-          "step 1 is not a multiple of --steps-per-epoch 2")
+def test_steps_between_whole_epochs_are_fractional_epochs(tmp_path, capsys):
+    src = write_tb(tmp_path / "tb")  # steps 0..3 at 2 steps an epoch: epochs 0, 0.5, 1, 1.5
+    runs = tmp_path / "runs"
+    assert main(["import", str(src), "--study", "half", "--runs-dir", str(runs), "--run-pattern",
+                 "{initializer}-s{seed}", "--steps-per-epoch", "2"]) == 0
+    tidy, _, budget = load_imported(runs, "half")
+    want = expected(f32=True)
+    same(tidy, want.assign(epoch=want["epoch"] / 2))
+    assert budget == 2  # the last epoch, 1.5, rounded up to a whole epoch
+
+
+# Validation 4 times an epoch of 40 steps: logged at steps 0, 10, ..., 80 = epochs 0, 0.25, ..., 2.
+QUARTER_STEPS = range(0, 81, 10)
+QUARTERS = [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2]
+
+
+def quarter_acc(init: str, seed: int, step: int) -> float:
+    return curve(init, seed, 0) + 0.001 * step
+
+
+def test_tensorboard_steps_within_an_epoch(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    for i in INITS:
+        w = SummaryWriter(str(tmp_path / "tb" / f"{i}-s0"))
+        for step in QUARTER_STEPS:
+            w.add_scalar("val_acc", quarter_acc(i, 0, step), step)
+            w.add_scalar("val_loss", 2.0 - step / 100, step)
+        w.close()
+    tidy = read_logs(tmp_path / "tb", run_pattern="{initializer}-s{seed}", steps_per_epoch=40).tidy
+    he = tidy[tidy["initializer"] == "he"]
+    assert he["epoch"].tolist() == QUARTERS
+    assert he["val_acc"].tolist() == [float(np.float32(quarter_acc("he", 0, s))) for s in QUARTER_STEPS]
+    assert he["val_loss"].tolist() == [float(np.float32(2.0 - s / 100)) for s in QUARTER_STEPS]  # joined per point
+
+
+def test_lightning_csv_steps_within_an_epoch_and_fractional_epoch_column(tmp_path):
+    from pytorch_lightning.loggers import CSVLogger
+
+    for i in INITS:
+        logger = CSVLogger(str(tmp_path / "logs"), name=f"{i}-s0")
+        for step in QUARTER_STEPS:  # `progress` is a trainer's own fractional epoch, logged beside the metric
+            logger.log_metrics({"val_acc": quarter_acc(i, 0, step), "progress": step / 40}, step=step)
+        logger.save()
+    by_step = read_logs(tmp_path / "logs", run_pattern="{initializer}-s{seed}", steps_per_epoch=40)
+    by_column = read_logs(tmp_path / "logs", run_pattern="{initializer}-s{seed}", mapping={"epoch": "progress"})
+    for logs in (by_step, by_column):
+        he = logs.tidy[logs.tidy["initializer"] == "he"]
+        assert he["epoch"].tolist() == QUARTERS
+        assert he["val_acc"].tolist() == [quarter_acc("he", 0, s) for s in QUARTER_STEPS]
+    assert by_column.provenance["mapping"]["epoch"] == "progress"
+    metrics = next((tmp_path / "logs" / "he-s0").rglob("metrics.csv"))
+    metrics.write_text(metrics.read_text().replace("\n0.25,", "\na quarter,"))  # progress is the first column
+    with pytest.raises(ImportCSVError) as err:
+        read_logs(tmp_path / "logs", run_pattern="{initializer}-s{seed}", mapping={"epoch": "progress"})
+    assert "step or epoch 'a quarter' is not a number" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_mlflow_steps_within_an_epoch(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # only for writing the fixture
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    mlflow.set_experiment("init")
+    with mlflow.start_run(run_name="he-s0"):
+        for step in QUARTER_STEPS:
+            mlflow.log_metric("val_acc", quarter_acc("he", 0, step), step=step)
+    mlflow.set_tracking_uri(None)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    tidy = read_logs(tmp_path / "mlruns", run_pattern="{initializer}-s{seed}", steps_per_epoch=40).tidy
+    assert tidy["epoch"].tolist() == QUARTERS
+    assert tidy["val_acc"].tolist() == [quarter_acc("he", 0, s) for s in QUARTER_STEPS]  # doubles: exact
+
+
+def test_steps_per_epoch_rounds_to_six_decimals(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    w = SummaryWriter(str(tmp_path / "tb" / "he-s0"))
+    for step in (0, 1, 2, 3):
+        w.add_scalar("val_acc", 0.5, step)
+    w.close()
+    tidy = read_logs(tmp_path / "tb", run_pattern="{initializer}-s{seed}", steps_per_epoch=3).tidy
+    assert tidy["epoch"].tolist() == [0, 0.333333, 0.666667, 1]  # as the run store writes a third of an epoch
 
 
 def test_path_that_does_not_exist_or_cannot_be_told(tmp_path, capsys):

@@ -151,3 +151,58 @@ def test_map_onto_a_standard_name_replaces_that_column(tmp_path):
     logs = read_logs(src, mapping={"val_acc": "val_acc_ema"})
     assert logs.tidy["val_acc"].tolist() == [0.2, 0.7] and logs.factors == []
     assert logs.provenance["format"] == "tidy" and logs.provenance["mapping"]["val_acc"] == "val_acc_ema"
+
+
+# ---- fractional epochs: validation several times an epoch -----------------------------------------------------
+
+QUARTERS = [j / 4 for j in range(9)]  # 0, 0.25, ..., 2
+
+
+def quarter_log(epochs=QUARTERS) -> str:
+    return "initializer,seed,epoch,val_acc\n" + "".join(f"{i},{s},{e},{0.1 + 0.4 * e}\n" for i in ("he", "xavier")
+                                                       for s in (0, 1) for e in epochs)
+
+
+def test_fractional_epochs_import_as_given(tmp_path):
+    src = tmp_path / "logs.csv"
+    src.write_text(quarter_log())
+    tidy, _ = read_tidy_csv(src)
+    assert tidy[tidy["run"] == "he|0"]["epoch"].tolist() == QUARTERS
+    assert tidy["epoch"].dtype == "float64" and (tidy["epoch"] == 2).sum() == 4  # whole epochs compare equal
+    runs = tmp_path / "runs"
+    assert import_csv(src, runs, "q")["budget_epochs"] == 2
+    back, _, budget = load_imported(runs, "q")
+    assert back["epoch"].tolist() == tidy["epoch"].tolist() and budget == 2
+
+
+def test_integer_epochs_stay_integers(tmp_path):
+    src = tmp_path / "logs.csv"
+    src.write_text(GOOD.replace("he,0,2,0.95", "he,0,2.0,0.95"))  # a whole epoch written as 2.0 is epoch 2
+    tidy, _ = read_tidy_csv(src)
+    assert tidy["epoch"].dtype == "int64" and tidy["epoch"].tolist()[:3] == [0, 1, 2]
+
+
+def test_budget_is_the_last_epoch_rounded_up(tmp_path, capsys):
+    src = tmp_path / "logs.csv"
+    src.write_text(quarter_log(QUARTERS + [2.25]))
+    runs = tmp_path / "runs"
+    assert import_csv(src, runs, "q")["budget_epochs"] == 3
+    assert main(["import", str(src), "--study", "q2", "--runs-dir", str(runs), "--budget-epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "epochs run to 2.25 but --budget-epochs is 2; raise it to 3" in err[0], err
+
+
+@pytest.mark.parametrize("epoch, message", [
+    ("-0.25", "row 3, column epoch: '-0.25' is negative"),
+    ("nan", "row 3, column epoch: 'nan' is not a number"),
+    ("inf", "row 3, column epoch: 'inf' is not a number"),
+    ("1/4", "row 3, column epoch: '1/4' is not a number"),
+    ("0.25x", "row 3, column epoch: '0.25x' is not a number"),
+    ("0.0", "row 3, columns run/epoch: run 'he|0' has epoch 0 twice"),  # 0 and 0.0 are one epoch
+])
+def test_malformed_fractional_epochs(tmp_path, epoch, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(quarter_log().replace("he,0,0.25,", f"he,0,{epoch},", 1))
+    with pytest.raises(ImportCSVError) as err:
+        read_tidy_csv(src)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)

@@ -10,6 +10,7 @@ import pytest
 
 from initstudy.cli import main
 from initstudy.config import expand, load_study
+from initstudy.report import fmt_p
 
 from .conftest import write_study
 
@@ -258,12 +259,17 @@ def test_appendix_folds_paired_t_checks_and_omnibus_tests_into_fewer_tables(repo
     captions = " ".join(page.captions)
     # no table of their own: paired t-tests and per-pair normality checks sit in the effect-size table, and
     # the omnibus tests of every endpoint (divergence included) in one table per cell
+    # nor do the primary pairwise Wilcoxon tests (same pairs and median difference as the effect sizes), and
+    # best accuracy's pairwise tests share the log-rank tests' table of pairs
     for gone in ("Final accuracy: pairwise paired t", "Final accuracy: assumption checks",
-                 "Epochs-to-threshold: omnibus test", "Best accuracy over the epochs: omnibus", "Divergence: do"):
+                 "Epochs-to-threshold: omnibus test", "Best accuracy over the epochs: omnibus", "Divergence: do",
+                 "Final accuracy: pairwise wilcoxon", "Best accuracy: pairwise"):
         assert gone not in captions, gone
     paired = [c for c in results["cells"] if c["design"] == "paired"]
     assert paired
-    effects = _table_rows(html, "Final accuracy: effect sizes per pair")
+    effects = _table_rows(html, "Final accuracy: the pairwise wilcoxon tests (primary")
+    pairs = _table_rows(html, "Epochs-to-threshold: pairwise log-rank tests")
+    assert len(pairs) == sum(len(c["epochs_to_threshold"]["pairwise"]) for c in results["cells"])
     omnibus = _table_rows(html, "Omnibus tests across the initializers")
     assert len(effects) == sum(len([p for p in c["final_accuracy"]["pairwise"] if p["test"] == "paired_t"])
                                for c in paired)
@@ -278,6 +284,12 @@ def test_appendix_folds_paired_t_checks_and_omnibus_tests_into_fewer_tables(repo
             assert f"<td>{p['a']}</td><td>{p['b']}</td>" in row
             if p["statistic"] is not None:
                 assert f"{p['statistic']:.2f}" in row
+            w = next(w for w in c["final_accuracy"]["pairwise"]
+                     if w["test"] == "wilcoxon" and (w["a"], w["b"]) == (p["a"], p["b"]))
+            # the primary test's own statistic and Holm-adjusted p lead the row
+            stat = "–" if w["statistic"] is None else f"{w['statistic']:.2f}"
+            assert f'<td class="num">{stat}<br>' in row.split("</td>")[2]
+            assert fmt_p(w["pvalue_adjusted"]).replace("<", "&lt;") in row.split("</td>")[3]
             check = checks[f"final_acc differences {p['a']} - {p['b']}"]
             if check["statistic"] is not None:
                 assert f"{check['statistic']:.3f}" in row
