@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import InitStudyError, StudyError
-from .store import RunStore, write_json
+from .store import RunStore, eval_point, write_json
 
 REQUIRED = ("initializer", "seed", "epoch", "val_acc")
 MAX_EPOCH = 100_000  # larger epochs (or budgets) are typos, and the analysis would loop over every epoch
@@ -298,8 +298,7 @@ def _series(events, run: str, name: str, steps_per_epoch: int | None, shift: int
             if not isinstance(step, int):
                 raise ImportCSVError(f"run {run!r}, {name}: step {step} is not a whole number; --steps-per-epoch "
                                      "counts whole steps: drop it if the column holds epochs")
-            epoch = round(step / steps_per_epoch, 6)
-            epoch = int(epoch) if epoch.is_integer() else epoch
+            epoch = eval_point(step, steps_per_epoch)
             if first_step.setdefault(epoch, step) != step:  # only with millions of steps per epoch
                 raise ImportCSVError(f"run {run!r}, {name}: steps {first_step[epoch]} and {step} both round to "
                                      f"epoch {epoch}; log fewer evaluations per epoch")

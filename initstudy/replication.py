@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scipy import stats as scipy_stats
-
 from .analysis import Results, _num
 from .config import Reference
+from .stats import accuracy_ci
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,6 @@ class ReplicationRow:
                 "claims": [c.to_dict() for c in self.claims]}
 
 
-def t_interval(mean: float | None, sd: float | None, n: int) -> tuple[float | None, float | None]:
-    """95% t-interval of a mean accuracy over n runs, clipped to [0, 1]; (None, None) below two runs."""
-    if mean is None or sd is None or n < 2:
-        return None, None
-    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
-    return max(0.0, mean - half), min(1.0, mean + half)
-
-
 def _ranks(values: list[float | None]) -> list[int | None]:
     """1 = highest; equal values share the best rank; None stays None."""
     return [None if v is None else 1 + sum(w is not None and w > v for w in values) for v in values]
@@ -97,6 +88,6 @@ def replication_rows(references: tuple[Reference, ...], results: Results, arms: 
             marks = tuple(ClaimMark(n, v.claim.text, cv.verdict) for n, v in enumerate(verdicts, 1)
                           if r.initializer in (v.claim.a, v.claim.b) for cv in v.cells if cv.factors == cell.factors)
             rows.append(ReplicationRow(r, arms.get(r.initializer, r.initializer), dict(cell.factors), a.n_runs,
-                                       finished, a.final_acc_mean, t_interval(a.final_acc_mean, a.final_acc_sd,
+                                       finished, a.final_acc_mean, accuracy_ci(a.final_acc_mean, a.final_acc_sd,
                                                                               finished), ref_rank, rank, marks))
     return tuple(rows)

@@ -30,7 +30,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats as scipy_stats
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from . import plots
@@ -43,6 +42,7 @@ from .initializers import bias_policy, resolve_gain
 from .pipeline import (Analysis, analyze_study, in_cell, replay_sequential, sequential_summary,
                        sequential_verdicts)
 from .replication import ReplicationRow, arm_text, replication_rows
+from .stats import accuracy_ci
 from .store import FINISHED, NOT_APPLICABLE, RunStore, diagnostics_frame, run_version, write_json
 from .sweep import planned_specs, study_dict
 
@@ -143,14 +143,6 @@ def compact_letters(order: list[str], differ: set[frozenset]) -> dict[str, str]:
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-def mean_ci(mean: float | None, sd: float | None, n: int) -> tuple[float | None, float | None]:
-    """95% t-interval of a mean of n values with standard deviation sd; (None, None) below two values."""
-    if mean is None or sd is None or n < 2:
-        return None, None
-    half = float(scipy_stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
-    return mean - half, mean + half
-
-
 def league(cell: CellResult, alpha: float) -> list[dict]:
     """The cell's arms ranked by mean final accuracy (diverged runs left out of the mean; an arm with no finished
     run last), each with its 95% t-interval (clipped to [0, 1]), restricted mean epochs to threshold, Kaplan-Meier median and the
@@ -158,11 +150,8 @@ def league(cell: CellResult, alpha: float) -> list[dict]:
     ranked = sorted(cell.arms, key=lambda a: (a.final_acc_mean is None, -(a.final_acc_mean or 0.0)))
     differ = {frozenset((p.a, p.b)) for p in cell.final_primary if p.pvalue_holm is not None and p.pvalue_holm < alpha}
     letters = compact_letters([a.initializer for a in ranked], differ) if cell.final_primary else {}
-    def acc_ci(a):  # an accuracy's interval stops at 0 and 1
-        lo, hi = mean_ci(a.final_acc_mean, a.final_acc_sd, a.n_runs - a.n_diverged)
-        return (None, None) if lo is None else (max(0.0, lo), min(1.0, hi))
-
-    return [{"rank": n, "arm": a, "acc_ci": acc_ci(a), "letters": letters.get(a.initializer, "–")}
+    return [{"rank": n, "arm": a, "acc_ci": accuracy_ci(a.final_acc_mean, a.final_acc_sd, a.n_runs - a.n_diverged),
+             "letters": letters.get(a.initializer, "–")}
             for n, a in enumerate(ranked, 1)]
 
 

@@ -91,6 +91,14 @@ class Comparison:
     pvalue: float | None  # already adjusted for the family by the procedure
 
 
+def accuracy_ci(mean: float | None, sd: float | None, n: int) -> tuple[float | None, float | None]:
+    """95% t-interval of a mean accuracy over n runs, clipped to [0, 1]; (None, None) below two runs."""
+    if mean is None or sd is None or n < 2:
+        return None, None
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / n ** 0.5
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
 # ---------------------------------------------------------------- epochs-to-threshold (censored)
 
 def _epoch(t) -> int | float:

@@ -121,8 +121,12 @@ def history_problem(history, status: str, diverged_epoch=None, epochs=None, eval
 
 
 def eval_point(j: int, per_epoch: int):
-    """The epoch of evaluation point j when there are `per_epoch` a epoch: an int at whole epochs."""
-    return j // per_epoch if j % per_epoch == 0 else round(j / per_epoch, 6)
+    """The epoch of evaluation point (or logged step) j when there are `per_epoch` a epoch, to 6 decimals: an
+    int at whole epochs."""
+    if j % per_epoch == 0:
+        return j // per_epoch
+    epoch = round(j / per_epoch, 6)
+    return int(epoch) if epoch.is_integer() else epoch
 
 
 @dataclass(frozen=True)

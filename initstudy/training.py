@@ -66,9 +66,9 @@ def weights_sha256(net: torch.nn.Module) -> str:
 
 def memory_format(net: torch.nn.Module | None, device) -> torch.memory_format:
     """The layout a run's model and images take: channels-last on the CPU for a model with 4-D (conv) weights,
-    whose oneDNN kernels there are faster in it (every built-in model: training steps 0.6-0.8x as long at 28x28,
-    evaluations 0.5-0.7x); NCHW on a GPU, for a model without conv weights, and for one that sets
-    `initstudy_channels_last = False` (its forward, say, `.view`s a conv's output). `net=None`: by device only."""
+    whose oneDNN kernels are faster in it there; NCHW on a GPU, for a model without conv weights, and for one
+    that sets `initstudy_channels_last = False` (its forward, say, `.view`s a conv's output). `net=None`: by
+    device only."""
     if torch.device(device).type != "cpu":
         return torch.contiguous_format
     if net is None:
@@ -176,17 +176,17 @@ class EpochLoader:
 class TensorDataModule(pl.LightningDataModule):
     """Serves a `Dataset` from tensors moved once to the training device; batching is by index."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, data_seed: int):
+    def __init__(self, dataset: Dataset, batch_size: int, data_seed: int,
+                 fmt: torch.memory_format = torch.contiguous_format):
         super().__init__()
-        self.dataset, self.batch_size = dataset, batch_size
+        self.dataset, self.batch_size, self.fmt = dataset, batch_size, fmt
         self.order = torch.Generator().manual_seed(data_seed)
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        fmt = memory_format(getattr(self.trainer.lightning_module, "net", None) if self.trainer else None, device)
         d = self.dataset
-        self.x_train, self.y_train = d.x_train.to(device, memory_format=fmt), d.y_train.to(device)
-        self.x_val, self.y_val = d.x_val.to(device, memory_format=fmt), d.y_val.to(device)
+        self.x_train, self.y_train = d.x_train.to(device, memory_format=self.fmt), d.y_train.to(device)
+        self.x_val, self.y_val = d.x_val.to(device, memory_format=self.fmt), d.y_val.to(device)
 
     def train_dataloader(self) -> EpochLoader:
         return EpochLoader(TensorBatches(self.x_train, self.y_train, self.batch_size, self.order))
@@ -267,8 +267,8 @@ class InitStudyModule(pl.LightningModule):
             opt.step()
             if step in marks:  # a point inside the epoch; the epoch's end is Lightning's validation
                 val = self._evaluate(self.trainer.datamodule.val_dataloader(), "val")
-                self._record({"epoch": eval_point(self.current_epoch * marks[step][1] + marks[step][0],
-                                                  marks[step][1]), **self._epoch_means("train"), **val})
+                j, k = marks[step]
+                self._record({"epoch": eval_point(self.current_epoch * k + j, k), **self._epoch_means("train"), **val})
 
     def validation_step(self, batch, batch_idx):
         self._common_step(batch, "val")
@@ -291,12 +291,13 @@ class InitStudyModule(pl.LightningModule):
 
 def eval_steps(steps: int, eval_every: float) -> dict[int, tuple[int, int]]:
     """Step (1-based) -> (point j, points k per epoch) of the evaluations inside an epoch of `steps` steps,
-    at fractions j/k, j = 1..k-1, of its steps (rounded); the epoch's end (j = k) is not among them."""
+    at fractions j/k, j = 1..k-1, of its steps (rounded; k <= steps keeps them distinct, from step 1 to
+    steps - 1); the epoch's end (j = k) is not among them."""
     k = round(1 / eval_every)
     if k > steps:
         raise StudyError(f"eval_every {eval_every:g} asks for {k} evaluations an epoch but an epoch has only "
                          f"{steps} steps; use eval_every >= 1/{steps} or a smaller batch_size")
-    return {max(1, round(j * steps / k)): (j, k) for j in range(1, k) if round(j * steps / k) < steps}
+    return {round(j * steps / k): (j, k) for j in range(1, k)}
 
 
 def make_optimizer(spec: RunSpec, params) -> torch.optim.Optimizer:
@@ -391,7 +392,7 @@ def _train_run(spec: RunSpec, data_dir: str | None, accelerator: str, dataset: D
            str(fmt))
     evaluations = dataset.evaluations if device == "cpu" else {}
     module = InitStudyModule(net, spec, stop, evaluations.get(key))
-    dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"))
+    dm = TensorDataModule(dataset, spec.batch_size, derive_seed(spec.seed, "data"), fmt)
     status, diverged_epoch = "done", None
     try:
         trainer.fit(module, datamodule=dm)
