@@ -1,9 +1,12 @@
 """The benchmark: initstudy's real training path against two raw PyTorch loops, in one process.
 
-The raw loop is the same run by hand, with initstudy's kernels (channels-last on the CPU); the naive loop is
-the same loop as most users would write it, in torch's default NCHW layout. All sides train the same runs
-(model, initial weights, data order, batch size, optimizer, epochs, and the same epoch-0 and per-epoch
-evaluations), taking turns run by run so drift in machine load hits them alike. initstudy's side goes
+initstudy trains the reference runs as `initstudy train` does by default (on a 2-core CPU: 2 runs at once in
+threads, one torch thread each). The raw loop is the same runs by hand on the same schedule, with
+initstudy's kernels (channels-last on the CPU): their ratio is initstudy's overhead. The naive loop is the
+same runs as most users would write them, one after another at torch's default threads, in torch's default
+NCHW layout: `speedup_vs_naive` is what initstudy saves such a user. All sides train the same runs (model,
+initial weights, data order, batch size, optimizer, epochs, and the same evaluations: epoch 0, then every
+`eval_every`), taking turns block by block so drift in machine load hits them alike. initstudy's side goes
 through everything a sweep does: Lightning, init diagnostics, and the run store.
 Analysis and report timings (HTML, and HTML plus PDF) use a synthetic store of 1,000 runs x 50 epochs.
 """
@@ -15,6 +18,7 @@ import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +28,11 @@ import torch.nn.functional as F
 from .config import RunSpec, Study, expand, load_study
 from .data import TensorBatches, load_dataset
 from .errors import SweepError
-from .executors import InProcess, LocalPool, Outcome, visible_gpus
-from .store import RunStore
+from .executors import InProcess, LocalPool, Outcome, make_executor, visible_gpus
+from .store import RunStore, eval_point
 from .sweep import run_sweep
-from .training import (EVAL_BATCH, build_run, derive_seed, float32_reference, make_optimizer, memory_format,
-                       train_run, weights_sha256)
+from .training import (EVAL_BATCH, build_run, derive_seed, eval_steps, float32_reference, make_optimizer,
+                       memory_format, train_run, weights_sha256)
 
 REFERENCE = ["models=[simple, plain]", "activations=[relu]", "depth=6", "width=16", "epochs=3", "seeds=3",
              "batch_size=64", "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k",
@@ -72,17 +76,22 @@ def _raw_loop(spec: RunSpec, data_dir: str | None, device: str,
     train0, _ = evaluate(x_train, y_train)
     val_loss, val_acc = evaluate(x_val, y_val)
     history = [{"epoch": 0, "train_loss": train0, "val_loss": val_loss, "val_acc": val_acc}]
+    batches = TensorBatches(x_train, y_train, spec.batch_size, order)
+    marks = eval_steps(len(batches), spec.eval_every)
     for epoch in range(1, spec.epochs + 1):
-        total = 0
-        for xb, yb in TensorBatches(x_train, y_train, spec.batch_size, order):
+        total = seen = 0
+        for step, (xb, yb) in enumerate(batches, 1):
             loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total = total + loss.detach() * len(yb)
-        val_loss, val_acc = evaluate(x_val, y_val)
-        history.append({"epoch": epoch, "train_loss": float(total) / len(y_train), "val_loss": val_loss,
-                        "val_acc": val_acc})
+            total, seen = total + loss.detach() * len(yb), seen + len(yb)
+            if step in marks or step == len(batches):  # the points inside the epoch, then its end
+                j, k = marks.get(step, (1, 1))
+                val_loss, val_acc = evaluate(x_val, y_val)
+                history.append({"epoch": eval_point((epoch - 1) * k + j, k) if step in marks else epoch,
+                                "train_loss": float(total) / seen, "val_loss": val_loss, "val_acc": val_acc})
+                total = seen = 0
     return history, net
 
 
@@ -260,30 +269,59 @@ def gpu_figures(device: str, flop_per_s: float, say=lambda text: None) -> dict:
 SHORT = ["dataset=digits", "epochs=1"]  # the same runs made short: 1 epoch of 1,437 8x8 images
 
 
-def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: str, say=lambda text: None,
-                   sides: tuple[str, ...] = ("initstudy", "raw")) -> dict[str, list[float]]:
-    """Each run through initstudy's sweep (Lightning, diagnostics, run store), `raw_run` and, among `sides`,
-    `raw_run(naive=True)` ("naive").
+def bench_executor(study: Study):
+    """The executor `initstudy train` uses for `study` by default, where it trains in this process (runs at
+    once in threads on the CPU); one run at a time here otherwise (worker processes, one per GPU)."""
+    executor = make_executor(study)
+    return executor if isinstance(executor, InProcess) else InProcess(study.data_dir, study.accelerator, None)
 
-    Returns side -> seconds per spec. The sides take turns at going first (ABBA for two, a rotation for
-    three): a later side gets a warmer cache, and drift in the machine's load hits all alike.
+
+def _by_hand(block: list[RunSpec], study: Study, device: str, naive: bool, executor: InProcess) -> None:
+    """`block` by `raw_run` on the executor's schedule: its runs at once in threads, its torch threads each."""
+    if executor.parallel == 1:
+        for spec in block:
+            raw_run(spec, study.data_dir, device, naive=naive)
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(executor.threads or before)
+    try:
+        with ThreadPoolExecutor(executor.parallel) as pool:
+            list(pool.map(lambda spec: raw_run(spec, study.data_dir, device, naive=naive), block))
+    finally:
+        torch.set_num_threads(before)
+
+
+def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: str, say=lambda text: None,
+                   sides: tuple[str, ...] = ("initstudy", "raw"), executor: InProcess | None = None
+                   ) -> dict[str, list[float]]:
+    """Seconds per block of runs by each of `sides`: "initstudy" (its sweep on `executor`: Lightning,
+    diagnostics, run store), "raw" (`raw_run` on the same schedule: as many runs at once in threads, as many
+    torch threads each) and "naive" (`raw_run(naive=True)` one run after another at this process's torch
+    threads, as a user's loop runs).
+
+    A block is as many runs as the executor trains at once (one run by default). The sides take turns at
+    going first (ABBA for two, a rotation for three): a later side gets a warmer cache, and drift in the
+    machine's load hits all alike.
     """
-    executor = InProcess(study.data_dir, study.accelerator, None)
+    executor = executor or InProcess(study.data_dir, study.accelerator, None)
+    blocks = [specs[i:i + executor.parallel] for i in range(0, len(specs), executor.parallel)]
     took = {side: [] for side in sides}
-    for i, spec in enumerate(specs, 1):
-        say(f"run {i}/{len(specs)}: {spec.model} {spec.init.label} seed {spec.seed}")
+    for i, block in enumerate(blocks, 1):
+        say(f"block {i}/{len(blocks)}: " + ", ".join(f"{s.model} {s.init.label} seed {s.seed}" for s in block))
         shift = (i - 1) % len(sides)
         order = sides[::1 if i % 2 else -1] if len(sides) == 2 else sides[shift:] + sides[:shift]
         for side in order:
             start = time.perf_counter()
             if side == "initstudy":
                 # The raw loop evaluates every run's epoch 0, so here initstudy reuses no earlier evaluation.
-                load_dataset(spec.dataset, study.data_dir, spec.split_seed).evaluations.clear()
-                for event in run_sweep(study, runs_dir, [spec], executor):
+                load_dataset(block[0].dataset, study.data_dir, block[0].split_seed).evaluations.clear()
+                for event in run_sweep(study, runs_dir, block, executor):
                     if event.kind == "failed":
                         raise SweepError(f"a bench run failed: {event.error}")
+            elif side == "raw":
+                _by_hand(block, study, device, False, executor)
             else:
-                raw_run(spec, study.data_dir, device, naive=side == "naive")
+                _by_hand(block, study, device, True, InProcess(study.data_dir, study.accelerator, None))
             took[side].append(time.perf_counter() - start)
     return took
 
@@ -306,7 +344,8 @@ def run_bench(progress=None) -> dict:
         raw_run(specs[0], None, device)
         raw_run(specs[0], None, device, naive=True)
         load_dataset(short.dataset, None, short.split_seed).probe
-        took = paired_seconds(specs, study, tmp, device, say, ("initstudy", "raw", "naive"))
+        executor = bench_executor(study)
+        took = paired_seconds(specs, study, tmp, device, say, ("initstudy", "raw", "naive"), executor)
         ours, raw, naive = took["initstudy"], took["raw"], took["naive"]
         # A reference run lasts seconds and varies by a few percent with the machine, more than the fixed
         # cost sought; the same runs cut to 1 short epoch vary by milliseconds, and still pay every per-run cost.
@@ -330,8 +369,8 @@ def run_bench(progress=None) -> dict:
         say("import of 1,000 runs x 50 epochs from TensorBoard event files and from a CSV")
         t_import = import_seconds(Path(tmp))
     t_init, t_raw, t_naive = sum(ours), sum(raw), sum(naive)
-    # The machine's noise, as 95% intervals: the ratios over runs resampled with all their sides (seeded).
-    pick = np.random.default_rng(0).integers(0, len(specs), (2000, len(specs)))
+    # The machine's noise, as 95% intervals: the ratios over blocks resampled with all their sides (seeded).
+    pick = np.random.default_rng(0).integers(0, len(ours), (2000, len(ours)))  # blocks, resampled
     ratio_ci = np.percentile(np.take(raw, pick).sum(1) / np.take(ours, pick).sum(1), [2.5, 97.5])
     naive_ci = np.percentile(np.take(naive, pick).sum(1) / np.take(ours, pick).sum(1), [2.5, 97.5])
     flops = {m: flops_per_image(next(s for s in specs if s.model == m)) for m in study.models}
@@ -339,7 +378,8 @@ def run_bench(progress=None) -> dict:
     figures = {
         "reference": f"{len(specs)} runs: models {', '.join(study.models)} x {len(study.initializers)} initializers "
                      f"x {len(study.seeds)} seeds x {study.epochs} epochs on {study.dataset}, batch {study.batch_size}",
-        "device": device, "threads": torch.get_num_threads(),
+        "device": device, "threads": torch.get_num_threads(), "schedule": executor.where,
+        "runs_at_once": executor.parallel, "threads_per_run": executor.threads or torch.get_num_threads(),
         "initstudy_img_per_s": images / t_init, "raw_img_per_s": images / t_raw, "ratio": t_raw / t_init,
         "ratio_ci95": [float(ratio_ci[0]), float(ratio_ci[1])],
         "naive_img_per_s": images / t_naive, "speedup_vs_naive": t_naive / t_init,

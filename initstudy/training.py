@@ -256,14 +256,14 @@ class InitStudyModule(pl.LightningModule):
         self._record(dict(self.first_row))
 
     def training_step(self, epoch: TensorBatches, batch_idx) -> None:
-        # Every minibatch still goes through Lightning's manual_backward and optimizer step, so its strategy
-        # and precision plugin (device, AMP opt-ins) act on each; `global_step` counts optimizer steps.
-        opt = self.optimizers()
+        # The minibatch loop a user writes by hand, on the torch optimizer itself: Lightning's manual_backward
+        # and optimizer wrapper add hooks per minibatch that a single-device fp32 run has no use for.
+        opt = self.optimizers().optimizer
         marks = eval_steps(len(epoch), self.spec.eval_every)
         for step, batch in enumerate(epoch, 1):
             loss = self._common_step(batch, "train")
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            loss.backward()
             opt.step()
             if step in marks:  # a point inside the epoch; the epoch's end is Lightning's validation
                 val = self._evaluate(self.trainer.datamodule.val_dataloader(), "val")

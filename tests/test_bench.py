@@ -8,14 +8,16 @@ import copy
 import pytest
 import torch
 
-from initstudy.bench import (check_targets, flops_per_image, pack_runs, peak_fp32_tflops, raw_run,
+from initstudy.bench import (bench_executor, check_targets, flops_per_image, pack_runs, paired_seconds,
+                             peak_fp32_tflops, raw_run,
                              synthetic_store)
 from initstudy.config import expand, load_study
 from initstudy.data import load_dataset
 from initstudy.training import build_run, train_run, weights_sha256
 
 
-@pytest.mark.parametrize("overrides", [["optimizer=sgd"], ["optimizer=adam"], ["models=[vgg]", "lr=0.05"]])
+@pytest.mark.parametrize("overrides", [["optimizer=sgd"], ["optimizer=adam"], ["models=[vgg]", "lr=0.05"],
+                                       ["eval_every=0.25", "epochs=2"]])
 def test_lightning_path_equals_raw_loop(overrides):
     """Lightning adds bookkeeping, not arithmetic: bit for bit the hand-written loop's history and weights on CPU.
 
@@ -26,7 +28,7 @@ def test_lightning_path_equals_raw_loop(overrides):
                                        "accelerator=cpu", *overrides]))[0]
     ours = train_run(spec, None, "cpu")
     history, net = raw_run(spec)
-    assert ours.history == history
+    assert ours.history == history and len(history) == 1 + spec.epochs * round(1 / spec.eval_every)
     assert ours.final_sha256 == weights_sha256(net) != ours.init_sha256
 
 
@@ -47,10 +49,11 @@ def test_raw_loop_trains_channels_last_on_the_cpu_and_the_naive_loop_nchw():
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
 
 
-def test_lightning_takes_one_step_an_epoch_and_counts_every_optimizer_step():
+def test_lightning_takes_one_step_an_epoch_and_every_minibatch_steps_the_optimizer():
     """The speed of the training path rests on Lightning's per-step loop running once an epoch: a train loader
     Lightning read as several loaders (a plain list did) would silently step per minibatch again."""
     import pytorch_lightning as pl
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
     from initstudy.training import InitStudyModule, TensorDataModule, quiet_lightning
 
@@ -63,13 +66,18 @@ def test_lightning_takes_one_step_an_epoch_and_counts_every_optimizer_step():
             calls.append(len(epoch))
             return super().training_step(epoch, batch_idx)
 
-    with quiet_lightning():
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, barebones=True, num_sanity_val_steps=0)
-        module = Counting(build_run(spec, dataset), spec)
-        trainer.fit(module, datamodule=TensorDataModule(dataset, spec.batch_size, 1))
+    steps = []
+    hook = register_optimizer_step_post_hook(lambda opt, args, kwargs: steps.append(opt))
+    try:
+        with quiet_lightning():
+            trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, barebones=True, num_sanity_val_steps=0)
+            module = Counting(build_run(spec, dataset), spec)
+            trainer.fit(module, datamodule=TensorDataModule(dataset, spec.batch_size, 1))
+    finally:
+        hook.remove()
     minibatches = -(-len(dataset.y_train) // spec.batch_size)
     assert calls == [minibatches, minibatches]  # one Lightning step an epoch, holding every minibatch
-    assert trainer.global_step == 2 * minibatches and len(module.history) == 3
+    assert len(steps) == 2 * minibatches and len(module.history) == 3
 
 
 @pytest.mark.parametrize("earlier", [1000, 256])
@@ -90,6 +98,24 @@ def test_evaluation_batch_size_changes_no_trained_weight_and_no_accuracy(monkeyp
     for a, b in zip(now.history, before.history):
         for key in ("train_loss", "val_loss"):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=0)
+
+
+def test_bench_times_initstudy_on_its_default_schedule_and_the_naive_loop_one_run_at_a_time(tmp_path, monkeypatch):
+    """The speedup is initstudy as `train` runs it by default (2 runs at once on 2 cores, a thread each) against
+    a user's loop; every side times every block, and initstudy's side really trains them into the store."""
+    from initstudy.executors import InProcess
+    from initstudy.store import RunStore
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # make_executor sees a 2-core machine
+    study = load_study("smoke", ["seeds=3", "initializers=[kaiming_normal]", "epochs=1"])
+    executor = bench_executor(study)
+    assert isinstance(executor, InProcess) and (executor.parallel, executor.threads) == (2, 1)
+    monkeypatch.undo()
+    specs = expand(study)
+    took = paired_seconds(specs, study, str(tmp_path), "cpu", sides=("initstudy", "raw", "naive"), executor=executor)
+    assert {side: len(t) for side, t in took.items()} == {"initstudy": 2, "raw": 2, "naive": 2}  # blocks of 2, 1
+    assert all(t > 0 for side in took.values() for t in side)
+    assert all(RunStore(tmp_path, study.name).status(s.run_id) == "done" for s in specs)
 
 
 def test_weights_sha256_sees_one_changed_bit():
