@@ -59,8 +59,9 @@ def _raw_loop(spec: RunSpec, data_dir: str | None, device: str,
     net = net.to(memory_format=fmt)
     opt = make_optimizer(spec, net.parameters())
     order = torch.Generator().manual_seed(derive_seed(spec.seed, "data"))
-    x_train, y_train = dataset.x_train.to(device, memory_format=fmt), dataset.y_train.to(device)
-    x_val, y_val = dataset.x_val.to(device, memory_format=fmt), dataset.y_val.to(device)
+    x_train, x_val = dataset.images(fmt)
+    x_train, y_train = x_train.to(device), dataset.y_train.to(device)
+    x_val, y_val = x_val.to(device), dataset.y_val.to(device)
 
     @torch.no_grad()
     def evaluate(x, y):

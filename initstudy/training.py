@@ -185,8 +185,9 @@ class TensorDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         d = self.dataset
-        self.x_train, self.y_train = d.x_train.to(device, memory_format=self.fmt), d.y_train.to(device)
-        self.x_val, self.y_val = d.x_val.to(device, memory_format=self.fmt), d.y_val.to(device)
+        x_train, x_val = d.images(self.fmt)
+        self.x_train, self.y_train = x_train.to(device), d.y_train.to(device)
+        self.x_val, self.y_val = x_val.to(device), d.y_val.to(device)
 
     def train_dataloader(self) -> EpochLoader:
         return EpochLoader(TensorBatches(self.x_train, self.y_train, self.batch_size, self.order))

@@ -7,6 +7,8 @@ threshold centred on 0, while the same test on a real change (twice the learning
 t-test is stats.paired_t, checked against R's t.test in tests/test_stats.py.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -68,3 +70,18 @@ def test_the_same_check_finds_a_doubled_learning_rate(runs):
     _, _, p = paired_t(acc_planted, acc)
     assert p is not None and p < 0.01 and np.mean(acc_planted - acc) > 0.02
     assert np.mean(reach_planted) < np.mean(reach)  # and it reaches the threshold sooner
+
+
+def test_a_dataset_is_laid_out_channels_last_once_and_shared_by_every_run():
+    from initstudy.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    dataset = Dataset("colour", torch.randn(8, 3, 4, 4, generator=g), torch.zeros(8, dtype=torch.long),
+                      torch.randn(4, 3, 4, 4, generator=g), torch.zeros(4, dtype=torch.long), 2)
+    x_train, x_val = dataset.images(torch.channels_last)
+    assert x_train.is_contiguous(memory_format=torch.channels_last) and not x_train.is_contiguous()
+    assert torch.equal(x_train, dataset.x_train) and torch.equal(x_val, dataset.x_val)
+    assert dataset.images(torch.channels_last)[0] is x_train  # a second run copies nothing
+    assert dataset.images(torch.contiguous_format)[0] is dataset.x_train
+    shipped = pickle.loads(pickle.dumps(dataset))  # as to a Ray task: the data, not this process's copies
+    assert "_by_format" not in shipped.__dict__ and torch.equal(shipped.x_train, dataset.x_train)
