@@ -1,10 +1,11 @@
-"""The benchmark: initstudy's real training path against two raw PyTorch loops, in one process.
+"""The benchmark: initstudy's real training path against two raw PyTorch loops.
 
 initstudy trains the reference runs as `initstudy train` does by default (on a 2-core CPU: 2 runs at once in
-threads, one torch thread each). The raw loop is the same runs by hand on the same schedule, with
-initstudy's kernels (channels-last on the CPU): their ratio is initstudy's overhead. The naive loop is the
-same runs as most users would write them, one after another at torch's default threads, in torch's default
-NCHW layout: `speedup_vs_naive` is what initstudy saves such a user. All sides train the same runs (model,
+threads, one torch thread each). The raw loop is the same runs by hand in the same process on the same
+schedule, with initstudy's kernels (channels-last on the CPU): their ratio is initstudy's overhead. The
+naive loop is the same runs as most users would write them, one after another in a fresh Python process at
+torch's default threads, in torch's default NCHW layout: `speedup_vs_naive` is what initstudy saves such a
+user. All sides train the same runs (model,
 initial weights, data order, batch size, optimizer, epochs, and the same evaluations: epoch 0, then every
 `eval_every`), taking turns block by block so drift in machine load hits them alike. initstudy's side goes
 through everything a sweep does: Lightning, init diagnostics, and the run store.
@@ -13,6 +14,7 @@ Analysis and report timings (HTML, and HTML plus PDF) use a synthetic store of 1
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import sys
@@ -34,7 +36,9 @@ from .sweep import run_sweep
 from .training import (EVAL_BATCH, build_run, derive_seed, eval_steps, float32_reference, make_optimizer,
                        memory_format, train_run, weights_sha256)
 
-REFERENCE = ["models=[simple, plain]", "activations=[relu]", "depth=6", "width=16", "epochs=3", "seeds=3",
+# 40 runs, 20 blocks of 2 on 2 cores: one block's ratio moves by about 8% with a shared machine's load, so
+# fewer blocks would leave the figures' intervals wider than the margins to their targets.
+REFERENCE = ["models=[simple, plain]", "activations=[relu]", "depth=6", "width=16", "epochs=4", "seeds=5",
              "batch_size=64", "initializers=[xavier_normal, kaiming_normal, orthogonal, default]", "dataset=mnist5k",
              "lr=0.01"]
 
@@ -292,13 +296,45 @@ def _by_hand(block: list[RunSpec], study: Study, device: str, naive: bool, execu
         torch.set_num_threads(before)
 
 
+def _naive_worker(conn, data_dir: str | None, device: str) -> None:
+    while (block := conn.recv()) is not None:
+        start = time.perf_counter()
+        for spec in block:
+            raw_run(spec, data_dir, device, naive=True)
+        conn.send(time.perf_counter() - start)
+
+
+class NaiveProcess:
+    """A fresh Python process that times the naive loop as a user's script runs it: torch's default threads and
+    the C library's default allocator (initstudy's threaded executor tunes its own, `executors.one_heap`)."""
+
+    def __init__(self, data_dir: str | None, device: str):
+        ctx = multiprocessing.get_context("spawn")  # torch does not survive a fork
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_naive_worker, args=(theirs, data_dir, device), daemon=True,
+                                   name="initstudy-bench-naive")
+        self.process.start()
+
+    def seconds(self, block: list[RunSpec]) -> float:
+        self.conn.send(block)
+        try:
+            return self.conn.recv()
+        except EOFError:
+            raise SweepError(f"the naive loop's process died (exit code {self.process.exitcode})") from None
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.conn.send(None)
+        self.process.join(10)
+
+
 def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: str, say=lambda text: None,
-                   sides: tuple[str, ...] = ("initstudy", "raw"), executor: InProcess | None = None
-                   ) -> dict[str, list[float]]:
+                   sides: tuple[str, ...] = ("initstudy", "raw"), executor: InProcess | None = None,
+                   naive: NaiveProcess | None = None) -> dict[str, list[float]]:
     """Seconds per block of runs by each of `sides`: "initstudy" (its sweep on `executor`: Lightning,
     diagnostics, run store), "raw" (`raw_run` on the same schedule: as many runs at once in threads, as many
-    torch threads each) and "naive" (`raw_run(naive=True)` one run after another at this process's torch
-    threads, as a user's loop runs).
+    torch threads each) and "naive" (`raw_run(naive=True)` one run after another in `naive`'s process, as a
+    user's script runs; without it, in this one).
 
     A block is as many runs as the executor trains at once (one run by default). The sides take turns at
     going first (ABBA for two, a rotation for three): a later side gets a warmer cache, and drift in the
@@ -321,6 +357,9 @@ def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: st
                         raise SweepError(f"a bench run failed: {event.error}")
             elif side == "raw":
                 _by_hand(block, study, device, False, executor)
+            elif naive is not None:
+                took[side].append(naive.seconds(block))  # timed in that process, without the pipe
+                continue
             else:
                 _by_hand(block, study, device, True, InProcess(study.data_dir, study.accelerator, None))
             took[side].append(time.perf_counter() - start)
@@ -343,10 +382,15 @@ def run_bench(progress=None) -> dict:
         # then trains on the device Lightning picked.
         device = train_run(specs[0], None, study.accelerator).device
         raw_run(specs[0], None, device)
-        raw_run(specs[0], None, device, naive=True)
-        load_dataset(short.dataset, None, short.split_seed).probe
-        executor = bench_executor(study)
-        took = paired_seconds(specs, study, tmp, device, say, ("initstudy", "raw", "naive"), executor)
+        naive_process = NaiveProcess(study.data_dir, device)
+        try:
+            naive_process.seconds(specs[:1])
+            load_dataset(short.dataset, None, short.split_seed).probe
+            executor = bench_executor(study)
+            took = paired_seconds(specs, study, tmp, device, say, ("initstudy", "raw", "naive"), executor,
+                                  naive_process)
+        finally:
+            naive_process.close()
         ours, raw, naive = took["initstudy"], took["raw"], took["naive"]
         # A reference run lasts seconds and varies by a few percent with the machine, more than the fixed
         # cost sought; the same runs cut to 1 short epoch vary by milliseconds, and still pay every per-run cost.

@@ -4,6 +4,7 @@ Speed itself is checked by `make bench` against a baseline measured in the same 
 """
 
 import copy
+import os
 
 import pytest
 import torch
@@ -198,3 +199,16 @@ def test_packed_runs_start_from_the_standalone_weights_and_train_the_same():
         torch.set_num_threads(threads)
     # Different seeds really are different weights, so the equalities above are not vacuous.
     assert len({o.info["init_sha256"] for _, o in done}) == 4
+
+
+def test_the_naive_loop_runs_in_a_process_of_its_own_and_times_each_block(tmp_path):
+    from initstudy.bench import NaiveProcess
+
+    study = load_study("smoke", ["seeds=2", "initializers=[kaiming_normal]", "epochs=1"])
+    naive = NaiveProcess(None, "cpu")
+    try:
+        assert naive.process.pid != os.getpid()
+        took = paired_seconds(expand(study), study, str(tmp_path), "cpu", sides=("naive",), naive=naive)
+    finally:
+        naive.close()
+    assert len(took["naive"]) == 2 and all(t > 0 for t in took["naive"]) and not naive.process.is_alive()
