@@ -5,10 +5,10 @@ threads, one torch thread each). The raw loop is the same runs by hand in the sa
 schedule, with initstudy's kernels (channels-last on the CPU): their ratio is initstudy's overhead. The
 naive loop is the same runs as most users would write them, one after another in a fresh Python process at
 torch's default threads, in torch's default NCHW layout: `speedup_vs_naive` is what initstudy saves such a
-user. All sides train the same runs (model,
-initial weights, data order, batch size, optimizer, epochs, and the same evaluations: epoch 0, then every
-`eval_every`), taking turns block by block so drift in machine load hits them alike. initstudy's side goes
-through everything a sweep does: Lightning, init diagnostics, and the run store.
+user. All sides train the same runs (model, initial weights, data order, batch size, optimizer, epochs, and
+the same evaluations: epoch 0, then every `eval_every`), taking turns block by block so drift in machine
+load hits them alike. initstudy's side goes through everything a sweep does: Lightning, init diagnostics,
+and the run store.
 Analysis and report timings (HTML, and HTML plus PDF) use a synthetic store of 1,000 runs x 50 epochs.
 """
 
@@ -91,11 +91,11 @@ def _raw_loop(spec: RunSpec, data_dir: str | None, device: str,
             loss.backward()
             opt.step()
             total, seen = total + loss.detach() * len(yb), seen + len(yb)
-            if step in marks or step == len(batches):  # the points inside the epoch, then its end
+            if step in marks or step == len(batches):  # the points inside the epoch, then its end (j = k = 1)
                 j, k = marks.get(step, (1, 1))
                 val_loss, val_acc = evaluate(x_val, y_val)
-                history.append({"epoch": eval_point((epoch - 1) * k + j, k) if step in marks else epoch,
-                                "train_loss": float(total) / seen, "val_loss": val_loss, "val_acc": val_acc})
+                history.append({"epoch": eval_point((epoch - 1) * k + j, k), "train_loss": float(total) / seen,
+                                "val_loss": val_loss, "val_acc": val_acc})
                 total = seen = 0
     return history, net
 
@@ -281,17 +281,19 @@ def bench_executor(study: Study):
     return executor if isinstance(executor, InProcess) else InProcess(study.data_dir, study.accelerator, None)
 
 
-def _by_hand(block: list[RunSpec], study: Study, device: str, naive: bool, executor: InProcess) -> None:
-    """`block` by `raw_run` on the executor's schedule: its runs at once in threads, its torch threads each."""
-    if executor.parallel == 1:
+def _by_hand(block: list[RunSpec], data_dir: str | None, device: str, naive: bool,
+             executor: InProcess | None = None) -> None:
+    """`block` by `raw_run`: one run after another, or on `executor`'s schedule (its runs at once in threads,
+    its torch threads each)."""
+    if executor is None or executor.parallel == 1:
         for spec in block:
-            raw_run(spec, study.data_dir, device, naive=naive)
+            raw_run(spec, data_dir, device, naive=naive)
         return
     before = torch.get_num_threads()
     torch.set_num_threads(executor.threads or before)
     try:
         with ThreadPoolExecutor(executor.parallel) as pool:
-            list(pool.map(lambda spec: raw_run(spec, study.data_dir, device, naive=naive), block))
+            list(pool.map(lambda spec: raw_run(spec, data_dir, device, naive=naive), block))
     finally:
         torch.set_num_threads(before)
 
@@ -299,8 +301,7 @@ def _by_hand(block: list[RunSpec], study: Study, device: str, naive: bool, execu
 def _naive_worker(conn, data_dir: str | None, device: str) -> None:
     while (block := conn.recv()) is not None:
         start = time.perf_counter()
-        for spec in block:
-            raw_run(spec, data_dir, device, naive=True)
+        _by_hand(block, data_dir, device, True)
         conn.send(time.perf_counter() - start)
 
 
@@ -334,7 +335,7 @@ def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: st
     """Seconds per block of runs by each of `sides`: "initstudy" (its sweep on `executor`: Lightning,
     diagnostics, run store), "raw" (`raw_run` on the same schedule: as many runs at once in threads, as many
     torch threads each) and "naive" (`raw_run(naive=True)` one run after another in `naive`'s process, as a
-    user's script runs; without it, in this one).
+    user's script runs; the side needs it).
 
     A block is as many runs as the executor trains at once (one run by default). The sides take turns at
     going first (ABBA for two, a rotation for three): a later side gets a warmer cache, and drift in the
@@ -356,12 +357,10 @@ def paired_seconds(specs: list[RunSpec], study: Study, runs_dir: str, device: st
                     if event.kind == "failed":
                         raise SweepError(f"a bench run failed: {event.error}")
             elif side == "raw":
-                _by_hand(block, study, device, False, executor)
-            elif naive is not None:
+                _by_hand(block, study.data_dir, device, False, executor)
+            else:
                 took[side].append(naive.seconds(block))  # timed in that process, without the pipe
                 continue
-            else:
-                _by_hand(block, study, device, True, InProcess(study.data_dir, study.accelerator, None))
             took[side].append(time.perf_counter() - start)
     return took
 

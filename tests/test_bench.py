@@ -103,7 +103,9 @@ def test_evaluation_batch_size_changes_no_trained_weight_and_no_accuracy(monkeyp
 
 def test_bench_times_initstudy_on_its_default_schedule_and_the_naive_loop_one_run_at_a_time(tmp_path, monkeypatch):
     """The speedup is initstudy as `train` runs it by default (2 runs at once on 2 cores, a thread each) against
-    a user's loop; every side times every block, and initstudy's side really trains them into the store."""
+    a user's loop in a process of its own; every side times every block, and initstudy's side really trains
+    them into the store."""
+    from initstudy.bench import NaiveProcess
     from initstudy.executors import InProcess
     from initstudy.store import RunStore
 
@@ -113,7 +115,14 @@ def test_bench_times_initstudy_on_its_default_schedule_and_the_naive_loop_one_ru
     assert isinstance(executor, InProcess) and (executor.parallel, executor.threads) == (2, 1)
     monkeypatch.undo()
     specs = expand(study)
-    took = paired_seconds(specs, study, str(tmp_path), "cpu", sides=("initstudy", "raw", "naive"), executor=executor)
+    naive = NaiveProcess(None, "cpu")
+    try:
+        assert naive.process.pid != os.getpid()
+        took = paired_seconds(specs, study, str(tmp_path), "cpu", sides=("initstudy", "raw", "naive"),
+                              executor=executor, naive=naive)
+    finally:
+        naive.close()
+    assert not naive.process.is_alive()
     assert {side: len(t) for side, t in took.items()} == {"initstudy": 2, "raw": 2, "naive": 2}  # blocks of 2, 1
     assert all(t > 0 for side in took.values() for t in side)
     assert all(RunStore(tmp_path, study.name).status(s.run_id) == "done" for s in specs)
@@ -200,15 +209,3 @@ def test_packed_runs_start_from_the_standalone_weights_and_train_the_same():
     # Different seeds really are different weights, so the equalities above are not vacuous.
     assert len({o.info["init_sha256"] for _, o in done}) == 4
 
-
-def test_the_naive_loop_runs_in_a_process_of_its_own_and_times_each_block(tmp_path):
-    from initstudy.bench import NaiveProcess
-
-    study = load_study("smoke", ["seeds=2", "initializers=[kaiming_normal]", "epochs=1"])
-    naive = NaiveProcess(None, "cpu")
-    try:
-        assert naive.process.pid != os.getpid()
-        took = paired_seconds(expand(study), study, str(tmp_path), "cpu", sides=("naive",), naive=naive)
-    finally:
-        naive.close()
-    assert len(took["naive"]) == 2 and all(t > 0 for t in took["naive"]) and not naive.process.is_alive()
