@@ -329,19 +329,27 @@ def _claim_where(value, what: str) -> tuple[tuple[str, tuple], ...]:
     return tuple(out)
 
 
+def _entries(value, key: str, item: str, keys: tuple[str, ...], shape: str):
+    """(n, "{item} n", entry) for each entry of a list of mappings such as `claims`: the list, each entry's
+    being a mapping (`shape` says of what) and its keys are checked here."""
+    if not isinstance(value, list):
+        raise StudyError(f"{key} must be a list of mappings, got {value!r}")
+    for n, raw in enumerate(value, 1):
+        what = f"{item} {n}"
+        if not isinstance(raw, dict):
+            raise StudyError(f"{what} must be a mapping with {shape}")
+        unknown = sorted(str(k) for k in set(raw) - set(keys))
+        if unknown:
+            raise StudyError(f"{what}: unknown key {unknown[0]!r}; valid keys: {', '.join(keys)}")
+        yield n, what, raw
+
+
 def _claims(value, initializers: tuple[InitSpec, ...]) -> tuple[Claim, ...]:
     """Check every claim against the grammar and the registries (see `Claim`)."""
-    if not isinstance(value, list):
-        raise StudyError(f"claims must be a list of mappings, got {value!r}")
     labels = [i.label for i in initializers]
     claims = []
-    for n, raw in enumerate(value, 1):
-        what = f"claim {n}"
-        if not isinstance(raw, dict):
-            raise StudyError(f"{what} must be a mapping with claim, a, endpoint and b + direction or at_most/at_least")
-        unknown = sorted(set(raw) - set(CLAIM_KEYS))
-        if unknown:
-            raise StudyError(f"{what}: unknown key {unknown[0]!r}; valid keys: {', '.join(CLAIM_KEYS)}")
+    for n, what, raw in _entries(value, "claims", "claim", CLAIM_KEYS,
+                                 "claim, a, endpoint and b + direction or at_most/at_least"):
         if not isinstance(raw.get("claim"), str) or not raw["claim"].strip():
             raise StudyError(f"{what}: 'claim' must state the hypothesis in words")
         what = f"claim {n} ({raw['claim'][:40]!r})"
@@ -390,18 +398,11 @@ def _references_in_grid(value, initializers: tuple[InitSpec, ...], activations: 
 
 def _replication(value, initializers: tuple[InitSpec, ...], activations: tuple[str, ...]) -> tuple[Reference, ...]:
     """Check every published reference value (see `Reference`): its arm and activation must be the study's."""
-    if not isinstance(value, list):
-        raise StudyError(f"replication must be a list of mappings, got {value!r}")
     labels = [i.label for i in initializers]
     out = []
-    for n, raw in enumerate(value, 1):
-        what = f"replication {n}"
-        if not isinstance(raw, dict):
-            raise StudyError(f"{what} must be a mapping with source, name, initializer and mean (low, high, runs, "
-                             "activation and mapping optional)")
-        unknown = sorted(str(k) for k in set(raw) - set(REPLICATION_KEYS))
-        if unknown:
-            raise StudyError(f"{what}: unknown key {unknown[0]!r}; valid keys: {', '.join(REPLICATION_KEYS)}")
+    for _n, what, raw in _entries(value, "replication", "replication", REPLICATION_KEYS,
+                                  "source, name, initializer and mean (low, high, runs, activation and mapping "
+                                  "optional)"):
         for key, meaning in (("source", "where the numbers are printed"), ("name", "the source's name for it")):
             if not isinstance(raw.get(key), str) or not raw[key].strip():
                 raise StudyError(f"{what}: '{key}' must be text ({meaning}), got {raw.get(key)!r}")
