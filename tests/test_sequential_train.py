@@ -54,6 +54,16 @@ def _record(runs):
     return json.loads((runs / "seqtiny" / SEQUENTIAL_FILE).read_text())
 
 
+def _copy_with_record(runs, tmp_path, edit):
+    """A copy of the trained runs dir whose sequential record `edit(record)` has changed."""
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    rec = _record(copy)
+    edit(rec)
+    (copy / "seqtiny" / SEQUENTIAL_FILE).write_text(json.dumps(rec))
+    return copy
+
+
 def _decisions(record):
     return [[(t["claim"], t["key"], t["decision"]["action"], t["decision"]["crossed"], round(t["z"], 12))
              for t in look["tests"]] for look in record["looks"]]
@@ -108,13 +118,9 @@ def test_train_stops_decided_cells_at_their_look(seq_trained):
 def test_resumed_train_reproduces_the_recorded_decisions(seq_trained, tmp_path, capsys):
     _study, runs = seq_trained
     study = _write(tmp_path / "seqtiny.yaml")
-    copy = tmp_path / "runs"
-    shutil.copytree(runs, copy)
-    before = _decisions(_record(copy))
+    before = _decisions(_record(runs))
     # Interrupted after look 1: the record holds one look and the tanh cell's fifth seed is untrained.
-    rec = _record(copy)
-    rec["looks"] = rec["looks"][:1]
-    (copy / "seqtiny" / SEQUENTIAL_FILE).write_text(json.dumps(rec))
+    copy = _copy_with_record(runs, tmp_path, lambda rec: rec.update(looks=rec["looks"][:1]))
     spec = next(s for s in look_specs(load_study(str(study), build=False), 1)
                 if s.activation == "tanh" and s.seed == 4)
     shutil.rmtree(copy / "seqtiny" / spec.run_id)
@@ -133,11 +139,8 @@ def test_resumed_train_reproduces_the_recorded_decisions(seq_trained, tmp_path, 
 def test_a_record_that_disagrees_with_the_runs_is_refused(seq_trained, tmp_path, capsys):
     _study, runs = seq_trained
     study = _write(tmp_path / "seqtiny.yaml")
-    copy = tmp_path / "runs"
-    shutil.copytree(runs, copy)
-    rec = _record(copy)
-    rec["looks"][0]["tests"][0]["decision"]["action"] = "continue"
-    (copy / "seqtiny" / SEQUENTIAL_FILE).write_text(json.dumps(rec))
+    copy = _copy_with_record(runs, tmp_path,
+                             lambda rec: rec["looks"][0]["tests"][0]["decision"].update(action="continue"))
     assert main(["train", "--study", str(study), "--runs-dir", str(copy)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "look 1 recorded other decisions" in err and "claim 1" in err
@@ -164,11 +167,7 @@ def test_status_shows_the_look_and_the_decisions(seq_trained, capsys):
 def test_status_mid_study_shows_the_current_look(seq_trained, tmp_path, capsys):
     _study, runs = seq_trained
     study = _write(tmp_path / "seqtiny.yaml")
-    copy = tmp_path / "runs"
-    shutil.copytree(runs, copy)
-    rec = _record(copy)
-    rec["looks"] = rec["looks"][:1]
-    (copy / "seqtiny" / SEQUENTIAL_FILE).write_text(json.dumps(rec))
+    copy = _copy_with_record(runs, tmp_path, lambda rec: rec.update(looks=rec["looks"][:1]))
     assert main(["status", "--study", str(study), "--runs-dir", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "look 2 of 2 in progress; 1 claim test(s) decided, 1 pending" in out
